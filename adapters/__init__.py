@@ -1,0 +1,1 @@
+"""obmin adapters package."""

@@ -1,0 +1,1 @@
+"""obmin gateway package."""

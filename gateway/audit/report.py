@@ -1,0 +1,96 @@
+"""Opening the configured audit store, and the text ``obmin audit query`` prints."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Literal
+
+from gateway.audit.records import AuditRecord, format_time
+from gateway.audit.sqlite_store import SqliteAuditStore
+from gateway.audit.store import AuditStore
+
+if TYPE_CHECKING:
+    from gateway.settings import AuditSettings
+
+__all__ = ["RecordFormat", "format_records", "open_audit_store", "query_records_cli"]
+
+RecordFormat = Literal["table", "jsonl"]
+
+_COLUMNS = ("SEQ", "TIME", "DIR", "REQUEST ID", "MESSAGE ID", "CLIENT", "SERVICE", "RESULT")
+
+
+async def open_audit_store(settings: AuditSettings, *, read_only: bool = False) -> AuditStore:
+    """Open the store the settings name (``sqlite`` at ``path``); raises `AuditError`.
+
+    A writable store creates the database (and its directory) on first use; a read-only
+    one requires it to exist.
+    """
+    store = SqliteAuditStore(settings.path, read_only=read_only)
+    await store.open()
+    return store
+
+
+def _result(record: AuditRecord) -> str:
+    if record.fault_code is not None:
+        return record.fault_code
+    status = "-" if record.http_status is None else str(record.http_status)
+    return f"{record.outcome} {status}"
+
+
+def format_records(records: Sequence[AuditRecord], fmt: RecordFormat = "table") -> str:
+    """Records as an aligned text table, or as JSON lines (each the record's canonical JSON).
+
+    The JSON lines are the exact bytes the Merkle leaves hash (bodies are not included).
+    """
+    if fmt == "jsonl":
+        return "\n".join(record.to_canonical_json().decode("utf-8") for record in records)
+    rows = [_COLUMNS] + [
+        (
+            str(record.seq),
+            format_time(record.time),
+            record.direction,
+            record.request_id,
+            record.message_id or "-",
+            record.client or "-",
+            record.service or "-",
+            _result(record),
+        )
+        for record in records
+    ]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(_COLUMNS))]
+    lines = [
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
+        for row in rows
+    ]
+    if not records:
+        lines.append("(no matching records)")
+    return "\n".join(line.rstrip() for line in lines)
+
+
+async def query_records_cli(
+    settings: AuditSettings,
+    *,
+    request_id: str | None = None,
+    message_id: str | None = None,
+    client: str | None = None,
+    service: str | None = None,
+    limit: int = 20,
+    fmt: RecordFormat = "table",
+) -> str:
+    """``obmin audit query``: the newest ``limit`` matching records, oldest first, as text.
+
+    Opens the log read-only; raises `AuditError` when it does not exist or cannot be read.
+    """
+    store = await open_audit_store(settings, read_only=True)
+    try:
+        records = await store.query(
+            request_id=request_id,
+            message_id=message_id,
+            client=client,
+            service=service,
+            limit=limit,
+            newest_first=True,
+        )
+    finally:
+        await store.close()
+    return format_records(list(reversed(records)), fmt)

@@ -1,0 +1,272 @@
+"""The synchronous half of the SQLite audit store: one connection, used from one thread.
+
+`SqliteLog` is driven by `SqliteAuditStore`, which runs each instance on its own
+single-thread executor, so every method here may block. Every sqlite3 and OS failure
+leaves this module as `AuditError`; after a failure the connection is dropped and the next
+call reconnects, so the store recovers by itself once the database is usable again.
+
+The file is created only by the first connection of a writable store. If it later disappears
+or is replaced (the directory was moved, the file deleted), the open connection is not used
+again — it would write into an unlinked inode — and reconnecting does not create an empty
+log in its place: appends fail (``LoggingFailed``) until the file is back.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Final
+
+from gateway.audit.errors import AuditError, InvalidAuditRecord
+from gateway.audit.records import AuditRecord, AuditRecordDraft, format_time, leaf_hash
+
+__all__ = ["SCHEMA_VERSION", "SqliteLog"]
+
+SCHEMA_VERSION: Final = 1
+
+_SCHEMA: Final = (
+    """CREATE TABLE IF NOT EXISTS records (
+        seq INTEGER PRIMARY KEY,
+        request_id TEXT NOT NULL,
+        message_id TEXT,
+        client TEXT,
+        service TEXT,
+        time TEXT NOT NULL,
+        direction TEXT NOT NULL,
+        canonical BLOB NOT NULL,
+        leaf_hash BLOB NOT NULL,
+        body BLOB
+    )""",
+    "CREATE INDEX IF NOT EXISTS records_request_id ON records (request_id)",
+    "CREATE INDEX IF NOT EXISTS records_message_id ON records (message_id)",
+    "CREATE INDEX IF NOT EXISTS records_client ON records (client, seq)",
+    "CREATE INDEX IF NOT EXISTS records_service ON records (service, seq)",
+    "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+)
+_INSERT: Final = (
+    "INSERT INTO records (seq, request_id, message_id, client, service, time, direction,"
+    " canonical, leaf_hash, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+# Filterable columns; query() builds its WHERE clause from these names only.
+FILTER_COLUMNS: Final = ("client", "service", "message_id", "request_id")
+
+_FileId = tuple[int, int]
+
+
+class SqliteLog:
+    """One connection to the audit database; not thread-safe, use from one thread only."""
+
+    def __init__(self, path: Path, *, writable: bool, create: bool, busy_timeout: float) -> None:
+        self.path = path
+        self.writable = writable
+        self._create = create and writable
+        self._busy_timeout = busy_timeout
+        self._conn: sqlite3.Connection | None = None
+        self._file_id: _FileId | None = None
+        self.commits = 0
+
+    # --- connection ------------------------------------------------------------------------
+
+    def connect(self) -> sqlite3.Connection:
+        """The open connection, (re)connecting if needed; raises `AuditError`."""
+        if self._conn is not None and self._file_id == self._stat():
+            return self._conn
+        self.close()  # the file went away or was replaced: never write to the old inode
+        try:
+            conn = self._open()
+        except (sqlite3.Error, OSError) as exc:
+            raise AuditError(f"cannot open the audit database {self.path}: {exc}") from exc
+        self._conn, self._file_id = conn, self._stat()
+        self._create = False  # from now on a missing file is an error, not a fresh log
+        return conn
+
+    def _stat(self) -> _FileId | None:
+        try:
+            info = os.stat(self.path)
+        except OSError:
+            return None
+        return (info.st_dev, info.st_ino)
+
+    def _open(self) -> sqlite3.Connection:
+        if self._create:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        mode = "rwc" if self._create else ("rw" if self.writable else "ro")
+        conn = sqlite3.connect(
+            f"{self.path.resolve().as_uri()}?mode={mode}",
+            uri=True,
+            timeout=self._busy_timeout,
+            isolation_level=None,  # explicit BEGIN/COMMIT only
+        )
+        try:
+            self._configure(conn)
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def _configure(self, conn: sqlite3.Connection) -> None:
+        if self.writable:
+            (journal,) = conn.execute("PRAGMA journal_mode=WAL").fetchone()
+            if str(journal).lower() != "wal":
+                raise AuditError(f"the audit database {self.path} cannot use WAL mode")
+            conn.execute("PRAGMA synchronous=FULL")
+            self._ensure_schema(conn)
+        (version,) = conn.execute("PRAGMA user_version").fetchone()
+        if version != SCHEMA_VERSION:
+            raise AuditError(
+                f"{self.path} is not an obmin audit log of schema version {SCHEMA_VERSION}"
+                f" (found {version})"
+            )
+
+    def _ensure_schema(self, conn: sqlite3.Connection) -> None:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            (version,) = conn.execute("PRAGMA user_version").fetchone()
+            if version == 0:
+                for statement in _SCHEMA:
+                    conn.execute(statement)
+                conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            conn.execute("COMMIT")
+        except BaseException:
+            _rollback(conn)
+            raise
+
+    def close(self) -> None:
+        """Close the connection (if any); the next call reconnects."""
+        conn, self._conn, self._file_id = self._conn, None, None
+        if conn is not None:
+            with contextlib.suppress(sqlite3.Error):
+                conn.close()
+
+    # --- writes ----------------------------------------------------------------------------
+
+    def append(self, calls: Sequence[Sequence[AuditRecordDraft]]) -> list[list[AuditRecord]]:
+        """Commit the drafts of several ``append`` calls in one transaction (group commit).
+
+        Sequence numbers continue from the largest in the file, read inside the write
+        transaction, so several stores on one file never collide.
+        """
+        conn = self.connect()
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                (next_seq,) = conn.execute(
+                    "SELECT coalesce(max(seq) + 1, 0) FROM records"
+                ).fetchone()
+                results, rows = _rows(calls, next_seq)
+                conn.executemany(_INSERT, rows)
+                conn.execute("COMMIT")
+            except BaseException:
+                _rollback(conn)
+                raise
+        except sqlite3.Error as exc:
+            self.close()
+            raise AuditError(f"cannot write to the audit database {self.path}: {exc}") from exc
+        self.commits += 1
+        return results
+
+    def probe_writable(self) -> None:
+        """Raise `AuditError` unless a write transaction can be started and written now."""
+        conn = self.connect()
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                # A write that changes nothing still needs a writable, unlocked file.
+                conn.execute("UPDATE meta SET value = value WHERE 0")
+            finally:
+                _rollback(conn)
+        except sqlite3.Error as exc:
+            self.close()
+            raise AuditError(f"the audit database {self.path} is not writable: {exc}") from exc
+
+    # --- reads -----------------------------------------------------------------------------
+
+    def select(
+        self,
+        filters: dict[str, str],
+        *,
+        after_seq: int | None,
+        limit: int,
+        newest_first: bool,
+    ) -> list[AuditRecord]:
+        """Records whose columns equal ``filters`` (names from `FILTER_COLUMNS`)."""
+        clauses: list[str] = []
+        params: list[object] = []
+        for column, value in filters.items():
+            if column not in FILTER_COLUMNS:
+                raise AuditError(f"cannot filter audit records by {column!r}")
+            clauses.append(f"{column} = ?")
+            params.append(value)
+        if after_seq is not None and not newest_first:
+            clauses.append("seq > ?")
+            params.append(after_seq)
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        order = "DESC" if newest_first else "ASC"
+        sql = f"SELECT canonical, body FROM records {where} ORDER BY seq {order} LIMIT ?"  # noqa: S608 (fixed column names, values bound)
+        params.append(limit)
+        rows = self._read(sql, params)
+        records: list[AuditRecord] = []
+        for canonical, body in rows:
+            if not isinstance(canonical, bytes):
+                raise InvalidAuditRecord(f"stored record is {type(canonical).__name__}, not a blob")
+            records.append(AuditRecord.from_row(canonical, _blob(body)))
+        return records
+
+    def size(self) -> int:
+        """The next sequence number: records ever appended (contiguous from 0)."""
+        ((size,),) = self._read("SELECT coalesce(max(seq) + 1, 0) FROM records", [])
+        assert isinstance(size, int)
+        return size
+
+    def _read(self, sql: str, params: list[object]) -> list[tuple[object, ...]]:
+        conn = self.connect()
+        try:
+            return conn.execute(sql, params).fetchall()
+        except sqlite3.Error as exc:
+            self.close()
+            raise AuditError(f"cannot read the audit database {self.path}: {exc}") from exc
+
+
+def _rows(
+    calls: Sequence[Sequence[AuditRecordDraft]], next_seq: int
+) -> tuple[list[list[AuditRecord]], list[tuple[object, ...]]]:
+    results: list[list[AuditRecord]] = []
+    rows: list[tuple[object, ...]] = []
+    for drafts in calls:
+        records: list[AuditRecord] = []
+        for draft in drafts:
+            record = draft.to_record(next_seq)
+            canonical = record.to_canonical_json()
+            rows.append(
+                (
+                    record.seq,
+                    record.request_id,
+                    record.message_id,
+                    record.client,
+                    record.service,
+                    format_time(record.time),
+                    record.direction,
+                    canonical,
+                    leaf_hash(canonical),
+                    record.body,
+                )
+            )
+            records.append(record)
+            next_seq += 1
+        results.append(records)
+    return results, rows
+
+
+def _blob(value: object) -> bytes | None:
+    if value is None or isinstance(value, bytes):
+        return value
+    raise InvalidAuditRecord(f"stored body is {type(value).__name__}, not a blob")
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    if conn.in_transaction:
+        with contextlib.suppress(sqlite3.Error):
+            conn.execute("ROLLBACK")

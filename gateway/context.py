@@ -1,0 +1,44 @@
+"""The long-lived things an exchange needs, passed explicitly (no globals).
+
+`ExchangeEnv` is frozen and built once per registry snapshot: an exchange takes the env that
+was current when it started and keeps it to the end, so a reload never changes the rules in
+the middle of an exchange.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+import aiohttp
+from cryptography.x509 import Certificate
+
+from gateway.audit import AuditStore
+from gateway.settings import Settings
+from gateway.soap.xml import XmlLimits
+from registry import Registry
+from security import SigningKey, TrustStore
+
+__all__ = ["ExchangeEnv", "GatewaySigner"]
+
+
+@dataclass(frozen=True, slots=True)
+class GatewaySigner:
+    """The gateway's own signing key and certificate (signs responses)."""
+
+    key: SigningKey
+    certificate: Certificate
+
+
+@dataclass(frozen=True, slots=True)
+class ExchangeEnv:
+    """Everything one exchange reads: settings, registry snapshot, trust, stores, keys."""
+
+    settings: Settings
+    registry: Registry
+    trust: TrustStore
+    audit: AuditStore
+    session: aiohttp.ClientSession
+    signer: GatewaySigner
+    limits: XmlLimits
+    max_clock_skew: timedelta

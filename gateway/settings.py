@@ -1,0 +1,150 @@
+"""Gateway settings: a YAML file, overridable key by key from ``OBMIN_...`` variables.
+
+``OBMIN_CLIENT__PORT=9080`` overrides ``client.port``: the variable name after ``OBMIN_`` is
+the key path with ``__`` between levels, case-insensitive. Relative paths in the file are
+relative to the file's directory, so a deployment directory can be moved as a whole; relative
+paths in variables are relative to the working directory.
+
+The override layer is hand-written (twenty lines) rather than taken from pydantic-settings,
+whose YAML source and nested-delimiter rules would be a second configuration system to learn
+for one feature.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from gateway.errors import GatewayError
+
+__all__ = [
+    "AuditSettings",
+    "KeySettings",
+    "LimitSettings",
+    "ListenSettings",
+    "Settings",
+    "SettingsError",
+    "load_settings",
+]
+
+ENV_PREFIX = "OBMIN_"
+
+
+class SettingsError(GatewayError):
+    """The settings file or an ``OBMIN_`` variable is wrong; the message names the key."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ListenSettings(_Model):
+    """Where a port listens."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(ge=0, le=65535)
+
+
+class KeySettings(_Model):
+    """The gateway's own signing certificate and private key (PEM files)."""
+
+    signing_certificate: Path
+    signing_key: Path
+
+
+class AuditSettings(_Model):
+    """Where the audit log is kept."""
+
+    store: Literal["sqlite"] = "sqlite"
+    path: Path = Path("var/audit.db")
+
+
+class LimitSettings(_Model):
+    """Bounds on what peers may send."""
+
+    max_request_bytes: int = Field(default=10 * 1024 * 1024, gt=0)
+    max_response_bytes: int = Field(default=50 * 1024 * 1024, gt=0)
+    max_xml_depth: int = Field(default=64, gt=4)
+
+
+class Settings(_Model):
+    """Everything `obmin serve` needs to start."""
+
+    client: ListenSettings = ListenSettings(port=8080)
+    admin: ListenSettings = ListenSettings(port=4000)
+    registry_dir: Path
+    keys: KeySettings
+    audit: AuditSettings = AuditSettings()
+    limits: LimitSettings = LimitSettings()
+    allow_unauthenticated_clients: bool = False
+    fault_code_style: Literal["legacy", "modern"] = "legacy"
+    max_clock_skew_seconds: int = Field(default=300, gt=0)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @field_validator("registry_dir")
+    @classmethod
+    def _registry_dir_exists(cls, value: Path) -> Path:
+        if not value.is_dir():
+            raise ValueError(f"registry directory {value} does not exist")
+        return value
+
+
+_PATH_KEYS = (
+    ("registry_dir",),
+    ("keys", "signing_certificate"),
+    ("keys", "signing_key"),
+    ("audit", "path"),
+)
+
+
+def _apply_env(data: dict[str, Any], environ: Mapping[str, str]) -> None:
+    for name, value in sorted(environ.items()):
+        if not name.upper().startswith(ENV_PREFIX) or name.upper() == "OBMIN_CONFIG":
+            continue
+        path = [p.lower() for p in name[len(ENV_PREFIX) :].split("__")]
+        node = data
+        for key in path[:-1]:
+            child = node.setdefault(key, {})
+            if not isinstance(child, dict):
+                raise SettingsError(f"{name}: {'.'.join(path)} is not a section")
+            node = child
+        node[path[-1]] = value
+
+
+def _resolve_paths(data: dict[str, Any], base: Path) -> None:
+    for path in _PATH_KEYS:
+        node: Any = data
+        for key in path[:-1]:
+            node = node.get(key) if isinstance(node, dict) else None
+        if isinstance(node, dict) and isinstance(node.get(path[-1]), str):
+            node[path[-1]] = os.path.normpath(base / node[path[-1]])
+
+
+def load_settings(file: Path, environ: Mapping[str, str] | None = None) -> Settings:
+    """Load ``file``, apply ``OBMIN_`` overrides and validate; raise `SettingsError`."""
+    environ = os.environ if environ is None else environ
+    try:
+        raw = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
+    except OSError as exc:
+        raise SettingsError(f"{file}: cannot read settings file: {exc.strerror}") from exc
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f":{mark.line + 1}" if mark is not None else ""
+        raise SettingsError(f"{file}{where}: not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise SettingsError(f"{file}: the settings file must be a mapping of keys")
+    _resolve_paths(raw, file.parent.resolve())  # paths in the file: relative to the file
+    _apply_env(raw, environ)  # paths in variables: relative to the working directory
+    try:
+        return Settings.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or '(top)'}: {err['msg']}"
+            for err in exc.errors()
+        )
+        raise SettingsError(f"{file}: invalid settings: {problems}") from exc

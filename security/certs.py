@@ -1,0 +1,194 @@
+"""Signer certificates: trust anchors, path validation and the identity a certificate speaks for.
+
+SPEC 5.4: a signer certificate must chain to a configured trust anchor, be valid at the time
+of the exchange, carry the digitalSignature or nonRepudiation key usage, and (later issue)
+not be revoked. Path building and the CA-side checks are cryptography's X.509 verifier (the
+same Rust code that checks TLS chains); the end-entity checks are done here first so that
+each refusal says precisely what is wrong.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.x509 import verification
+from cryptography.x509.oid import NameOID
+
+from registry.errors import InvalidIdentifier
+from registry.identifiers import MemberId
+from security.errors import CertValidation, PkiError
+
+__all__ = ["TrustStore", "ValidatedSigner", "cert_thumbprint", "validate_signer"]
+
+_MIN_RSA_BITS = 2048
+_CURVES = (ec.SECP256R1, ec.SECP384R1, ec.SECP521R1)
+
+
+def cert_thumbprint(cert: x509.Certificate) -> str:
+    """The lowercase hex SHA-256 of the certificate's DER encoding."""
+    return hashlib.sha256(cert.public_bytes(Encoding.DER)).hexdigest()
+
+
+class TrustStore:
+    """The configured trust anchors (CA certificates), ready for path validation.
+
+    Immutable after construction; build a new one when the registry is reloaded.
+    """
+
+    __slots__ = ("_anchors", "_store")
+
+    def __init__(self, anchors: Sequence[x509.Certificate]) -> None:
+        self._anchors: tuple[x509.Certificate, ...] = tuple(anchors)
+        self._store: verification.Store | None = None
+        if self._anchors:
+            try:
+                self._store = verification.Store(list(self._anchors))
+            except (TypeError, ValueError) as exc:
+                raise PkiError(f"the trust anchors cannot be used: {exc}") from exc
+
+    @property
+    def anchors(self) -> tuple[x509.Certificate, ...]:
+        """The anchor certificates, in configuration order."""
+        return self._anchors
+
+    @property
+    def store(self) -> verification.Store | None:
+        """cryptography's store of the anchors; None when no anchor is configured."""
+        return self._store
+
+    def __repr__(self) -> str:
+        return f"TrustStore({len(self._anchors)} anchors)"
+
+
+@dataclass(frozen=True, slots=True)
+class ValidatedSigner:
+    """A signer certificate that passed `validate_signer` at a given time.
+
+    ``member_id`` is the member named by the subject ``serialNumber`` (SPEC 5.4 identity
+    binding), or None when the certificate names no valid member identifier; a certificate
+    without one can still speak for a subsystem that pins it by thumbprint.
+    """
+
+    certificate: x509.Certificate
+    member_id: MemberId | None
+    thumbprint_sha256: str
+    der: bytes
+
+
+def _member_of(cert: x509.Certificate) -> MemberId | None:
+    values = cert.subject.get_attributes_for_oid(NameOID.SERIAL_NUMBER)
+    if len(values) != 1 or not isinstance(values[0].value, str):
+        return None
+    try:
+        return MemberId.parse(values[0].value)
+    except InvalidIdentifier:
+        return None
+
+
+def _check_key_usage(cert: x509.Certificate) -> None:
+    try:
+        usage = cert.extensions.get_extension_for_class(x509.KeyUsage).value
+    except x509.ExtensionNotFound as exc:
+        raise CertValidation("signer certificate has no key usage extension") from exc
+    if not (usage.digital_signature or usage.content_commitment):
+        raise CertValidation(
+            "signer certificate key usage allows neither digitalSignature nor nonRepudiation"
+        )
+    try:
+        constraints = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
+    except x509.ExtensionNotFound:
+        return
+    if constraints.ca:
+        raise CertValidation("signer certificate is a CA certificate")
+
+
+def _check_public_key(cert: x509.Certificate) -> None:
+    key = cert.public_key()
+    if isinstance(key, rsa.RSAPublicKey):
+        if key.key_size < _MIN_RSA_BITS:
+            raise CertValidation(f"signer RSA key has {key.key_size} bits; at least 2048 needed")
+    elif isinstance(key, ec.EllipticCurvePublicKey):
+        if not isinstance(key.curve, _CURVES):
+            raise CertValidation(f"signer EC key uses curve {key.curve.name}, which is not allowed")
+    elif not isinstance(key, ed25519.Ed25519PublicKey):
+        raise CertValidation(f"signer key type {type(key).__name__} is not allowed")
+
+
+def _ee_key_usage(
+    _policy: verification.Policy, _cert: x509.Certificate, usage: x509.KeyUsage
+) -> None:
+    # Checked again inside the verifier so that the chain result itself is conditional on it.
+    if not (usage.digital_signature or usage.content_commitment):
+        raise ValueError("key usage allows no signatures")
+
+
+def _ee_policy() -> verification.ExtensionPolicy:
+    # The Web PKI end-entity profile requires a subjectAltName and TLS usages, which signing
+    # certificates (X-Road, Trembita, qualified e-signatures) do not carry. So: accept any
+    # extension, but require the key usage the SPEC names.
+    return verification.ExtensionPolicy.permit_all().require_present(
+        x509.KeyUsage, verification.Criticality.AGNOSTIC, _ee_key_usage
+    )
+
+
+def _reason(exc: verification.VerificationError) -> str:
+    text = str(exc).removeprefix("validation failed: ")
+    return text.split(" (encountered", 1)[0]
+
+
+def validate_signer(
+    cert: x509.Certificate,
+    intermediates: Sequence[x509.Certificate],
+    trust: TrustStore,
+    now: datetime,
+) -> ValidatedSigner:
+    """Check that ``cert`` may sign at ``now`` under ``trust``; raise `CertValidation` if not.
+
+    ``intermediates`` are untrusted helpers for path building (certificates that came with
+    the message). Revocation is not checked here yet (SPEC 5.4, OCSP/CRL is a later issue).
+    """
+    if now.tzinfo is None:
+        raise CertValidation("validation time must be timezone-aware")
+    at = now.astimezone(UTC)
+    # 1. The end entity itself: validity, usage, key strength (specific messages).
+    if at < cert.not_valid_before_utc:
+        raise CertValidation(
+            f"signer certificate is not valid before {cert.not_valid_before_utc.isoformat()}"
+        )
+    if at > cert.not_valid_after_utc:
+        raise CertValidation(
+            f"signer certificate expired on {cert.not_valid_after_utc.isoformat()}"
+        )
+    _check_key_usage(cert)
+    _check_public_key(cert)
+    # 2. The path to an anchor, with every CA certificate checked at the same time.
+    if trust.store is None:
+        raise CertValidation("no trust anchors are configured")
+    verifier = (
+        verification.PolicyBuilder()
+        .store(trust.store)
+        .time(at)
+        .extension_policies(
+            ca_policy=verification.ExtensionPolicy.webpki_defaults_ca(), ee_policy=_ee_policy()
+        )
+        .build_client_verifier()
+    )
+    try:
+        verifier.verify(cert, list(intermediates))
+    except verification.VerificationError as exc:
+        raise CertValidation(
+            f"signer certificate does not chain to a trusted CA: {_reason(exc)}"
+        ) from exc
+    der = cert.public_bytes(Encoding.DER)
+    return ValidatedSigner(
+        certificate=cert,
+        member_id=_member_of(cert),
+        thumbprint_sha256=hashlib.sha256(der).hexdigest(),
+        der=der,
+    )

@@ -1,0 +1,73 @@
+"""Failures around an exchange: the audit store, a slow provider. The gateway keeps serving."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any
+
+import pytest
+from lxml import etree
+
+from tests.conformance.test_xroad_proxy_vectors import QUERIES, VECTORS
+from tests.support import GatewayFactory, ProviderBehaviour
+
+pytestmark = pytest.mark.skipif(
+    not VECTORS.is_dir(), reason=f"X-Road proxy test vectors not found at {VECTORS}"
+)
+
+HEADERS = {"Content-Type": "text/xml; charset=UTF-8"}
+
+
+def _code(body: bytes) -> str | None:
+    return etree.fromstring(body).findtext(".//faultcode")
+
+
+async def test_audit_store_failure_fails_closed_and_recovers(
+    make_gateway: GatewayFactory, tmp_path: Path
+) -> None:
+    behaviour = ProviderBehaviour(
+        body=(QUERIES / "getstate.answer").read_bytes(), content_type="text/xml"
+    )
+    client = await make_gateway(behaviour)
+    request = (QUERIES / "getstate.query").read_bytes()
+    database = tmp_path / "audit.db"
+
+    ok = await client.post("/", data=request, headers=HEADERS)
+    assert _code(await ok.read()) is None
+    assert len(behaviour.received) == 1
+
+    database.rename(tmp_path / "audit.db.away")  # the store is gone: nothing may be forwarded
+    refused = await client.post("/", data=request, headers=HEADERS)
+    assert _code(await refused.read()) == "Server.ClientProxy.LoggingFailed"
+    assert len(behaviour.received) == 1
+
+    (tmp_path / "audit.db.away").rename(database)  # the store is back: the gateway recovers
+    again = await client.post("/", data=request, headers=HEADERS)
+    assert _code(await again.read()) is None
+    assert len(behaviour.received) == 2
+
+
+async def test_slow_provider_times_out(make_gateway: GatewayFactory) -> None:
+    def short_timeout(registry: dict[str, Any]) -> None:
+        for service in registry["services"]:
+            service["timeout"] = {"connect": 0.2, "total": 0.3}
+
+    behaviour = ProviderBehaviour(
+        body=(QUERIES / "getstate.answer").read_bytes(), content_type="text/xml", delay=2
+    )
+    client = await make_gateway(behaviour, short_timeout)
+    response = await client.post(
+        "/", data=(QUERIES / "getstate.query").read_bytes(), headers=HEADERS
+    )
+    assert _code(await response.read()) == "Server.ServerProxy.ServiceFailed.Timeout"
+
+
+async def test_oversize_request_is_refused(make_gateway: GatewayFactory) -> None:
+    client = await make_gateway(ProviderBehaviour())
+    huge = b"<a>" + b"x" * (11 * 1024 * 1024) + b"</a>"
+    response = await client.post("/", data=io.BytesIO(huge), headers=HEADERS)
+    assert _code(await response.read()) == "Client.MessageTooLarge"
+    # ... and the next legitimate request is still served.
+    ok = await client.post("/", data=(QUERIES / "missing-body.query").read_bytes(), headers=HEADERS)
+    assert _code(await ok.read()) == "Client.MissingBody"

@@ -1,0 +1,52 @@
+"""Shared test helpers: a real provider IS that behaves as told, and a gateway factory."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+
+
+@dataclass
+class ProviderBehaviour:
+    """How the test provider answers: fixed body and status, or an aborted connection."""
+
+    body: bytes = b""
+    content_type: str = "text/xml"
+    status: int = 200
+    abort: bool = False
+    delay: float = 0.0
+    received: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
+
+
+def provider_app(behaviour: ProviderBehaviour) -> web.Application:
+    """A provider IS on a real socket that records what it got and answers as told."""
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        body = await request.read()
+        behaviour.received.append((dict(request.headers), body))
+        if behaviour.delay:
+            await asyncio.sleep(behaviour.delay)
+        if behaviour.abort:
+            assert request.transport is not None
+            request.transport.abort()
+            return web.Response()
+        response = web.Response(status=behaviour.status, body=behaviour.body)
+        response.headers["Content-Type"] = behaviour.content_type
+        return response
+
+    app = web.Application(client_max_size=64 * 1024 * 1024)
+    app.router.add_route("*", "/{tail:.*}", handle)
+    return app
+
+
+class GatewayFactory(Protocol):
+    def __call__(
+        self,
+        behaviour: ProviderBehaviour,
+        tweak: Callable[[dict[str, Any]], None] | None = None,
+    ) -> Awaitable[TestClient[web.Request, web.Application]]: ...
