@@ -9,10 +9,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import aiohttp
-from gateway.audit import query_records_cli
 from lxml import etree
 
 from adapters.client import XRoadSoapClient, build_soap_request
+from gateway.audit import query_records_cli
 from gateway.settings import Settings
 from registry.identifiers import ClientId, ServiceId
 from security import TrustStore, load_certificate, load_private_key
