@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from gateway.errors import GatewayError
 
 __all__ = [
+    "AdminToken",
     "AuditSettings",
     "KeySettings",
     "LimitSettings",
@@ -51,10 +52,20 @@ class ListenSettings(_Model):
 
 
 class KeySettings(_Model):
-    """The gateway's own signing certificate and private key (PEM files)."""
+    """The gateway's own keys: signing certificate and key (PEM), audit log key (Ed25519)."""
 
     signing_certificate: Path
     signing_key: Path
+    log_key: Path | None = None
+
+
+class AdminToken(_Model):
+    """A bearer token for the admin port, stored only as the SHA-256 of the token (hex)."""
+
+    name: str
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    roles: tuple[Literal["admin", "auditor"], ...] = ("auditor",)
+    members: tuple[str, ...] = ()  # auditor scope: member identifiers; empty = all
 
 
 class AuditSettings(_Model):
@@ -62,6 +73,9 @@ class AuditSettings(_Model):
 
     store: Literal["sqlite"] = "sqlite"
     path: Path = Path("var/audit.db")
+    origin: str = "obmin.local/gateway"
+    checkpoint_interval_seconds: float = Field(default=5.0, gt=0)
+    checkpoint_every_records: int = Field(default=1000, gt=0)
 
 
 class LimitSettings(_Model):
@@ -77,6 +91,7 @@ class Settings(_Model):
 
     client: ListenSettings = ListenSettings(port=8080)
     admin: ListenSettings = ListenSettings(port=4000)
+    admin_tokens: tuple[AdminToken, ...] = ()
     registry_dir: Path
     keys: KeySettings
     audit: AuditSettings = AuditSettings()
@@ -98,6 +113,7 @@ _PATH_KEYS = (
     ("registry_dir",),
     ("keys", "signing_certificate"),
     ("keys", "signing_key"),
+    ("keys", "log_key"),
     ("audit", "path"),
 )
 

@@ -38,7 +38,7 @@ class Grant:
         return any(rule.matches(method, path) for rule in self.endpoints)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class AccessIndex:
     """Grants by (client, provider, code) and by (group, provider, code)."""
 

@@ -131,11 +131,12 @@ def _service_order(entry: ServiceEntry) -> tuple[str, str, str]:
     return (str(entry.id.provider), entry.id.service_code, entry.id.service_version or "")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class Registry:
     """One immutable registry snapshot. Build it with `registry.load_registry`.
 
     The mappings are read-only views built at load time; every lookup is a dict access.
+    Snapshots compare and hash by identity; `digest` tells whether two hold the same content.
     """
 
     instance: str
