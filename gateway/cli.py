@@ -44,7 +44,10 @@ def _configure_logging(level: str) -> None:
 
 
 async def _serve(settings: Settings) -> None:
-    from gateway.server import GatewayState, create_admin_app, create_client_app
+    from gateway.admin import create_admin_app
+    from gateway.reload import reload_registry
+    from gateway.server import create_client_app
+    from gateway.state import GatewayState
 
     state = GatewayState(settings)
     client = web.AppRunner(create_client_app(settings, state), handle_signals=False)
@@ -55,6 +58,9 @@ async def _serve(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
+    loop.add_signal_handler(
+        signal.SIGHUP, lambda: state.spawn(reload_registry(state, "signal"), "registry-reload")
+    )
     try:
         await web.TCPSite(client, settings.client.host, settings.client.port).start()
         await web.TCPSite(admin, settings.admin.host, settings.admin.port).start()

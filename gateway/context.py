@@ -14,6 +14,7 @@ import aiohttp
 from cryptography.x509 import Certificate
 
 from gateway.audit import AuditStore
+from gateway.metrics import GatewayMetrics
 from gateway.settings import Settings
 from gateway.soap.xml import XmlLimits
 from registry import Registry
@@ -42,3 +43,4 @@ class ExchangeEnv:
     signer: GatewaySigner
     limits: XmlLimits
     max_clock_skew: timedelta
+    metrics: GatewayMetrics

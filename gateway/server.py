@@ -9,44 +9,36 @@ trust store, audit store, HTTP client session, gateway key) are created in one p
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import aiohttp
-import orjson
 import structlog
 from aiohttp import web
 
 from gateway.audit import AuditStore, open_audit_store
 from gateway.context import ExchangeEnv, GatewaySigner
 from gateway.errors import fault_for
+from gateway.metrics import GatewayMetrics
+from gateway.reload import watch_registry
 from gateway.settings import Settings
 from gateway.soap.mime import ProtocolError
 from gateway.soap.render import render_fault
 from gateway.soap.xml import XmlLimits
 from gateway.soap_exchange import IncomingRequest, run_soap_exchange
+from gateway.state import STATE, GatewayState
 from registry import load_registry
 from security import TrustStore, load_certificate, load_private_key
 
-__all__ = ["GatewayState", "create_admin_app", "create_client_app"]
+__all__ = ["create_client_app"]
 
 log = structlog.get_logger("obmin.server")
 
 
-@dataclass(slots=True)
-class GatewayState:
-    """The gateway's current environment; `env` is replaced whole, never mutated."""
-
-    settings: Settings
-    env: ExchangeEnv | None = None
-    started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
-
-
-STATE = web.AppKey("state", GatewayState)
-
-
 def _build_env(
-    settings: Settings, audit: AuditStore, session: aiohttp.ClientSession
+    settings: Settings,
+    audit: AuditStore,
+    session: aiohttp.ClientSession,
+    metrics: GatewayMetrics,
 ) -> ExchangeEnv:
     registry = load_registry(settings.registry_dir)
     signer = GatewaySigner(
@@ -64,6 +56,7 @@ def _build_env(
             max_bytes=settings.limits.max_request_bytes, max_depth=settings.limits.max_xml_depth
         ),
         max_clock_skew=timedelta(seconds=settings.max_clock_skew_seconds),
+        metrics=metrics,
     )
 
 
@@ -75,12 +68,26 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     audit = await open_audit_store(settings.audit)
     session = aiohttp.ClientSession(auto_decompress=False)
     try:
-        state.env = _build_env(settings, audit, session)
+        state.env = _build_env(settings, audit, session, state.metrics)
+        _record_static_metrics(state)
+        if settings.registry_watch_seconds:
+            state.spawn(watch_registry(state, settings.registry_watch_seconds), "registry-watch")
         yield
     finally:
+        await state.cancel_tasks()
         state.env = None
         await session.close()
         await audit.close()
+
+
+def _record_static_metrics(state: GatewayState) -> None:
+    env = state.env
+    assert env is not None
+    state.metrics.registry_services.set(env.registry.counts.services)
+    left = env.signer.certificate.not_valid_after_utc - datetime.now(UTC)
+    state.metrics.certificate_days_left.labels(certificate="gateway-signing").set(
+        left.total_seconds() / 86400
+    )
 
 
 async def _read_body(request: web.Request, limit: int) -> bytes:
@@ -126,48 +133,4 @@ def create_client_app(settings: Settings, state: GatewayState | None = None) -> 
     app[STATE] = state or GatewayState(settings)
     app.cleanup_ctx.append(_resources)
     app.router.add_route("*", "/", _handle_soap)
-    return app
-
-
-def _json(data: object, status: int = 200) -> web.Response:
-    return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
-
-
-async def _healthz(request: web.Request) -> web.Response:
-    return _json({"status": "alive"})
-
-
-async def _readyz(request: web.Request) -> web.Response:
-    env = request.app[STATE].env
-    if env is None:
-        return _json({"ready": False, "reason": "not started"}, status=503)
-    writable = await env.audit.check_writable()
-    details = {
-        "registry": {"loaded": True, "directory": str(env.registry.loaded_from)},
-        "audit_store": {"writable": writable},
-        "keys": {
-            "gateway_certificate_not_after": env.signer.certificate.not_valid_after_utc.isoformat()
-        },
-    }
-    ready = writable
-    return _json({"ready": ready, "details": details}, status=200 if ready else 503)
-
-
-async def _gateway_certificate(request: web.Request) -> web.Response:
-    env = request.app[STATE].env
-    if env is None:
-        raise web.HTTPServiceUnavailable()
-    from cryptography.hazmat.primitives.serialization import Encoding
-
-    pem = env.signer.certificate.public_bytes(Encoding.PEM)
-    return web.Response(body=pem, content_type="application/x-pem-file")
-
-
-def create_admin_app(state: GatewayState) -> web.Application:
-    """The admin port: health, readiness and the gateway certificate."""
-    app = web.Application()
-    app[STATE] = state
-    app.router.add_get("/healthz", _healthz)
-    app.router.add_get("/readyz", _readyz)
-    app.router.add_get("/gateway/certificate", _gateway_certificate)
     return app

@@ -93,6 +93,7 @@ class Settings(_Model):
     admin: ListenSettings = ListenSettings(port=4000)
     admin_tokens: tuple[AdminToken, ...] = ()
     registry_dir: Path
+    registry_watch_seconds: float | None = Field(default=None, gt=0)
     keys: KeySettings
     audit: AuditSettings = AuditSettings()
     limits: LimitSettings = LimitSettings()
