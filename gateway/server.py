@@ -20,11 +20,13 @@ from gateway.context import ExchangeEnv, GatewaySigner
 from gateway.errors import fault_for
 from gateway.metrics import GatewayMetrics
 from gateway.reload import watch_registry
+from gateway.rest_exchange import RestIncoming, run_rest_exchange
 from gateway.settings import Settings
 from gateway.soap.mime import ProtocolError
 from gateway.soap.render import render_fault
 from gateway.soap.xml import XmlLimits
 from gateway.soap_exchange import IncomingRequest, run_soap_exchange
+from gateway.spool import SpooledBody, TooLarge
 from gateway.state import STATE, GatewayState
 from registry import load_registry
 from security import TrustStore, load_certificate, load_private_key
@@ -127,10 +129,56 @@ async def _handle_soap(request: web.Request) -> web.Response:
     return response
 
 
+async def _handle_rest(request: web.Request) -> web.StreamResponse:
+    state = request.app[STATE]
+    env = state.env
+    if env is None:
+        raise web.HTTPServiceUnavailable()
+    body = SpooledBody(limit=env.settings.limits.max_request_bytes)
+    try:
+        try:
+            await body.fill(request.content.iter_chunked(64 * 1024))
+            too_large: TooLarge | None = None
+        except TooLarge as exc:
+            too_large = exc
+        incoming = RestIncoming(
+            method=request.method,
+            target=request.raw_path,
+            scheme=request.scheme,
+            authority=request.host,
+            headers=tuple(request.headers.items()),
+            body=body,
+            peer=request.remote or "",
+            received_at=datetime.now(UTC),
+        )
+        outgoing = await run_rest_exchange(env, incoming, too_large=too_large)
+        response = web.StreamResponse(status=outgoing.status)
+        for name, value in outgoing.headers:
+            response.headers.add(name, value)
+        if isinstance(outgoing.body, bytes):
+            response.content_length = len(outgoing.body)
+            await response.prepare(request)
+            await response.write(outgoing.body)
+        else:
+            response.content_length = outgoing.body.size
+            await response.prepare(request)
+            try:
+                async for chunk in outgoing.body.chunks():
+                    await response.write(chunk)
+            finally:
+                outgoing.body.close()
+        await response.write_eof()
+        return response
+    finally:
+        body.close()
+
+
 def create_client_app(settings: Settings, state: GatewayState | None = None) -> web.Application:
     """The client port: X-Road SOAP on ``/``. Owns the gateway's resources."""
     app = web.Application(client_max_size=settings.limits.max_request_bytes)
     app[STATE] = state or GatewayState(settings)
     app.cleanup_ctx.append(_resources)
     app.router.add_route("*", "/", _handle_soap)
+    app.router.add_route("*", "/r1/{tail:.*}", _handle_rest)
+    app.router.add_route("*", "/restapi{tail:.*}", _handle_rest)
     return app

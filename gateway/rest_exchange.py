@@ -1,0 +1,415 @@
+"""One REST exchange (X-Road r1 or Trembita/UXP), stage by stage, as for SOAP.
+
+    1. parse        path or headers to client, service, path; header values checked
+    2. authenticate auth mode; RFC 9421 signature and Content-Digest against the body received
+    3. resolve      the service (rest or openapi) in the registry snapshot
+    4. authorise    service code, method and normalised path; default deny
+    5. audit-in     request record durable before forwarding
+    6. forward      the normalised path, filtered headers, body streamed from the spool
+    7. reply        provider's status, headers and body spooled; X-Road headers set; signed
+    8. audit-out    response record durable before the client sees a byte
+    9. render       the provider's answer streamed from the spool, or obmin's error
+
+Bodies are spooled (`SpooledBody`), so memory stays flat whatever their size.
+"""
+
+from __future__ import annotations
+
+import base64
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+
+import aiohttp
+import structlog
+
+from gateway.audit import AuditError, AuditRecordDraft, Direction, body_digest
+from gateway.context import ExchangeEnv
+from gateway.errors import Fault, GatewayError, fault_for
+from gateway.rest.protocol import (
+    HOP_BY_HOP,
+    UXP_HEADERS,
+    XROAD_HEADERS,
+    RestError,
+    RestRequestHead,
+    filter_headers,
+    parse_rest_head,
+    render_error,
+    rest_request_hash,
+)
+from gateway.spool import SpooledBody, TooLarge
+from registry import ClientEntry, ServiceEntry, normalise_path
+
+__all__ = ["RestIncoming", "RestOutgoing", "run_rest_exchange"]
+
+log = structlog.get_logger("obmin.rest")
+
+
+@dataclass(frozen=True, slots=True)
+class RestIncoming:
+    """A REST request as the client port received it; the body is already spooled."""
+
+    method: str
+    target: str  # raw path and query, as sent
+    scheme: str
+    authority: str
+    headers: tuple[tuple[str, str], ...]
+    body: SpooledBody
+    peer: str
+    received_at: datetime
+
+    def header_map(self) -> dict[str, list[str]]:
+        """Header values by lower-case name."""
+        result: dict[str, list[str]] = {}
+        for name, value in self.headers:
+            result.setdefault(name.lower(), []).append(value)
+        return result
+
+
+@dataclass(slots=True)
+class RestOutgoing:
+    """What the client port sends back: status, headers and a spooled body."""
+
+    status: int
+    headers: list[tuple[str, str]]
+    body: SpooledBody | bytes
+
+
+@dataclass(slots=True)
+class _RestExchange:
+    request_id: str
+    incoming: RestIncoming
+    head: RestRequestHead | None = None
+    client: ClientEntry | None = None
+    auth_mode: str | None = None
+    signer_thumbprint: str | None = None
+    signature_digest: str | None = None
+    service: ServiceEntry | None = None
+    path: str | None = None
+
+    def draft(
+        self,
+        direction: Direction,
+        *,
+        size: int,
+        sha512: bytes,
+        status: int | None,
+        fault: Fault | None,
+        duration_ms: float | None,
+    ) -> AuditRecordDraft:
+        head = self.head
+        policy = self.service.audit_body if self.service is not None else "digest"
+        if policy in ("plain", "encrypted"):
+            policy = "digest"  # REST bodies may be huge: stored bodies come with issue 4
+        return AuditRecordDraft(
+            time=datetime.now(tz=self.incoming.received_at.tzinfo),
+            direction=direction,
+            request_id=self.request_id,
+            protocol="rest",
+            dialect=head.dialect if head else None,
+            message_id=head.message_id if head else None,
+            client=str(head.client) if head else None,
+            service=str(head.service) if head else None,
+            user_id=head.user_id if head else None,
+            issue=head.issue if head else None,
+            represented_party=head.represented_party if head else None,
+            subject_id=head.subject_id if head else None,
+            purpose_ids=head.purpose_ids if head else (),
+            rest_method=self.incoming.method,
+            rest_path=self.path or (head.path if head else None),
+            http_status=status,
+            fault_code=None if fault is None else fault.full_code(),
+            outcome="ok" if fault is None else "fault",
+            size=size,
+            body_digest=None if policy == "none" else base64.b64encode(sha512).decode("ascii"),
+            body_policy=policy,
+            signature_value_digest=self.signature_digest,
+            signer_thumbprint=self.signer_thumbprint,
+            auth_mode=self.auth_mode,  # type: ignore[arg-type]
+            peer=self.incoming.peer,
+            duration_ms=duration_ms,
+        )
+
+
+class RestAccessError(GatewayError):
+    """Unknown, disabled or wrong-type service, or no right to call it."""
+
+
+# --- 2. authenticate ------------------------------------------------------------------------
+
+RestAuthenticator = Callable[
+    [ExchangeEnv, RestIncoming, RestRequestHead, ClientEntry], tuple[str | None, str | None]
+]
+
+
+def authenticate(
+    env: ExchangeEnv,
+    incoming: RestIncoming,
+    head: RestRequestHead,
+    verify_signature: RestAuthenticator | None,
+) -> tuple[ClientEntry, str, str | None, str | None]:
+    """Stage 2: (client entry, auth mode, signer thumbprint, signature value digest)."""
+    entry = env.registry.find_client(head.client)
+    if entry is None:
+        raise RestError(f"client {head.client} is not registered", code="UnknownMember")
+    if entry.auth == "none":
+        if not env.settings.allow_unauthenticated_clients:
+            raise RestError(
+                "unauthenticated clients are not allowed by this gateway", code="MissingSignature"
+            )
+        return entry, "none", None, None
+    if entry.auth != "signature" or verify_signature is None:
+        raise RestError(
+            f"auth mode {entry.auth} is not available on this port", code="SslAuthenticationFailed"
+        )
+    thumbprint, digest = verify_signature(env, incoming, head, entry)
+    return entry, "signature", thumbprint, digest
+
+
+# --- 3. and 4. ------------------------------------------------------------------------------
+
+
+def resolve_and_authorise(
+    env: ExchangeEnv, head: RestRequestHead, method: str
+) -> tuple[ServiceEntry, str]:
+    """Stages 3 and 4: the service and the normalised path that was authorised."""
+    service = env.registry.find_service(head.service)
+    if service is None:
+        raise RestAccessError(f"service {head.service} is not registered", code="UnknownService")
+    if service.disabled:
+        notice = f": {service.disabled_notice}" if service.disabled_notice else ""
+        raise RestAccessError(f"service {head.service} is disabled{notice}", code="ServiceDisabled")
+    if service.type not in ("rest", "openapi"):
+        raise RestAccessError(
+            f"service {head.service} is a {service.type} service, not REST", code="ServiceType"
+        )
+    path = normalise_path(head.path)
+    if path is None:
+        raise RestError(
+            "the request path is not a valid path (.. above the root, bad escape)",
+            code="InvalidRequest",
+        )
+    if not env.registry.is_allowed(head.client, head.service, method, path):
+        raise RestAccessError(
+            f"client {head.client} may not call {method} {path} of {head.service}",
+            code="AccessDenied",
+        )
+    return service, path
+
+
+# --- 6. forward -----------------------------------------------------------------------------
+
+
+async def forward(
+    env: ExchangeEnv,
+    incoming: RestIncoming,
+    head: RestRequestHead,
+    service: ServiceEntry,
+    path: str,
+    request_id: str,
+) -> tuple[int, list[tuple[str, str]], SpooledBody]:
+    """Stage 6: call the provider; its answer comes back spooled."""
+    url = service.url.rstrip("/") + (path if path != "/" else "")
+    if head.query:
+        url = f"{url}?{head.query}"
+    names = head.names
+    headers = [
+        *(
+            h
+            for h in filter_headers(incoming.headers, head.dialect)
+            if h[0].lower() not in (names["service"], names["id"])
+        ),
+        (names["service"], str(head.service)),
+        (names["id"], head.message_id),
+        (names["request_id"], request_id),
+    ]
+    timeout = aiohttp.ClientTimeout(
+        total=service.total_timeout, sock_connect=service.connect_timeout
+    )
+    data = incoming.body.chunks() if incoming.body.size else None
+    reply = SpooledBody(
+        limit=env.settings.limits.max_response_bytes, too_large_code="ServiceFailed.MessageTooLarge"
+    )
+    try:
+        async with env.session.request(
+            incoming.method, url, headers=headers, data=data, timeout=timeout, allow_redirects=False
+        ) as response:
+            await reply.fill(response.content.iter_chunked(64 * 1024))
+            return response.status, list(response.headers.items()), reply
+    except TooLarge:
+        reply.close()
+        raise
+    except TimeoutError as exc:
+        reply.close()
+        raise RestError(
+            f"the provider did not answer within {service.total_timeout:g} s",
+            code="ServiceFailed.Timeout",
+        ) from exc
+    except aiohttp.ClientError as exc:
+        reply.close()
+        raise RestError(
+            "the provider could not be reached or broke the connection",
+            code="ServiceFailed.NetworkError",
+        ) from exc
+
+
+def _response_headers(
+    head: RestRequestHead, request_id: str, request_hash: str, provider: list[tuple[str, str]]
+) -> list[tuple[str, str]]:
+    names = head.names
+    own = {names[k] for k in ("client", "service", "id", "request_id", "request_hash", "error")}
+    kept = [(k, v) for k, v in provider if k.lower() not in HOP_BY_HOP and k.lower() not in own]
+    return [
+        *kept,
+        (names["client"], str(head.client)),
+        (names["service"], str(head.service)),
+        (names["id"], head.message_id),
+        (names["request_id"], request_id),
+        (names["request_hash"], request_hash),
+    ]
+
+
+# --- the exchange ---------------------------------------------------------------------------
+
+
+async def run_rest_exchange(
+    env: ExchangeEnv,
+    incoming: RestIncoming,
+    *,
+    too_large: TooLarge | None = None,
+    verify_signature: RestAuthenticator | None = None,
+) -> RestOutgoing:
+    """Run one REST exchange through stages 1-9.
+
+    ``too_large`` is the error met while the request body was read: the exchange is then
+    refused (and audited) as soon as the head has been parsed.
+    """
+    started = time.perf_counter()
+    exchange = _RestExchange(request_id=str(uuid.uuid4()), incoming=incoming)
+    bound = log.bind(request_id=exchange.request_id, peer=incoming.peer)
+    request_logged = False
+    body = incoming.body
+    try:
+        exchange.head = head = parse_rest_head(
+            incoming.method,
+            incoming.target,  # 1
+            incoming.header_map(),
+        )
+        if too_large is not None:
+            raise too_large  # noqa: TRY301 - refused here so that the refusal is audited
+        entry, mode, thumbprint, sig_digest = authenticate(
+            env,
+            incoming,
+            head,  # 2
+            verify_signature,
+        )
+        exchange.client, exchange.auth_mode = entry, mode
+        exchange.signer_thumbprint, exchange.signature_digest = thumbprint, sig_digest
+        exchange.service, exchange.path = resolve_and_authorise(env, head, incoming.method)  # 3, 4
+        await env.audit.append(
+            [
+                exchange.draft(
+                    "request",
+                    size=body.size,
+                    sha512=body.sha512(),
+                    status=None,
+                    fault=None,
+                    duration_ms=None,
+                )
+            ]
+        )  # 5
+        request_logged = True
+        status, provider_headers, reply = await forward(  # 6
+            env, incoming, head, exchange.service, exchange.path, exchange.request_id
+        )
+        request_hash = rest_request_hash(
+            incoming.method,
+            incoming.target,  # 7
+            incoming.headers,
+            body.sha512(),
+        )
+        headers = _response_headers(head, exchange.request_id, request_hash, provider_headers)
+        duration = (time.perf_counter() - started) * 1000
+        await env.audit.append(
+            [
+                exchange.draft(
+                    "response",
+                    size=reply.size,  # 8
+                    sha512=reply.sha512(),
+                    status=status,
+                    fault=None,
+                    duration_ms=duration,
+                )
+            ]
+        )
+        bound.info("exchange", outcome="ok", status=status, duration_ms=round(duration, 2))
+        return RestOutgoing(status, headers, reply)  # 9
+    except Exception as exc:
+        return await _refuse(env, exchange, exc, request_logged, started, bound)
+
+
+async def _refuse(
+    env: ExchangeEnv,
+    exchange: _RestExchange,
+    exc: Exception,
+    request_logged: bool,
+    started: float,
+    bound: structlog.typing.FilteringBoundLogger,
+) -> RestOutgoing:
+    fault = fault_for(exc)
+    if fault.code == "InternalError":
+        bound.exception("exchange failed with an internal error")
+    else:
+        bound.info("exchange refused", fault=fault.full_code(), reason=str(exc))
+    accept = dict(exchange.incoming.header_map()).get("accept", [None])[0]
+    body, content_type = render_error(
+        fault, exchange.request_id, accept, env.settings.fault_code_style
+    )
+    if not isinstance(exc, AuditError):
+        duration = (time.perf_counter() - started) * 1000
+        incoming = exchange.incoming.body
+        drafts = (
+            []
+            if request_logged
+            else [
+                exchange.draft(
+                    "request",
+                    size=incoming.size,
+                    sha512=incoming.sha512(),
+                    status=None,
+                    fault=fault,
+                    duration_ms=None,
+                )
+            ]
+        )
+        drafts.append(
+            exchange.draft(
+                "response",
+                size=len(body),
+                sha512=base64.b64decode(body_digest(body)),
+                status=fault.http_status,
+                fault=fault,
+                duration_ms=duration,
+            )
+        )
+        try:
+            await env.audit.append(drafts)
+        except AuditError as audit_exc:
+            bound.error("audit log write failed", reason=str(audit_exc))
+            fault = fault_for(audit_exc)
+            body, content_type = render_error(
+                fault, exchange.request_id, accept, env.settings.fault_code_style
+            )
+    dialect_names = exchange.head.names if exchange.head else _default_names(exchange.incoming)
+    headers = [
+        ("Content-Type", content_type),
+        (dialect_names["error"], fault.full_code(env.settings.fault_code_style)),
+        (dialect_names["request_id"], exchange.request_id),
+    ]
+    return RestOutgoing(fault.http_status, headers, body)
+
+
+def _default_names(incoming: RestIncoming) -> Mapping[str, str]:
+    return UXP_HEADERS if incoming.target.startswith("/restapi") else XROAD_HEADERS

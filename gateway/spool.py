@@ -1,0 +1,107 @@
+"""Message bodies of any size with flat memory: kept in memory while small, spooled to a
+temporary file above a threshold, digested (SHA-256 and SHA-512) as they arrive.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import tempfile
+from collections.abc import AsyncIterator
+from typing import IO
+
+from gateway.errors import GatewayError
+
+__all__ = ["SpooledBody", "TooLarge"]
+
+CHUNK = 64 * 1024
+
+
+class TooLarge(GatewayError):
+    """A body grew past its limit while it was read."""
+
+
+class SpooledBody:
+    """A body written once, chunk by chunk, then read back any number of times.
+
+    File writes and reads go through a worker thread so the event loop never blocks on disk.
+    """
+
+    def __init__(
+        self,
+        *,
+        limit: int,
+        memory_threshold: int = 1024 * 1024,
+        too_large_code: str = "MessageTooLarge",
+    ) -> None:
+        self._limit = limit
+        self._threshold = memory_threshold
+        self._code = too_large_code
+        self._memory = bytearray()
+        self._file: IO[bytes] | None = None
+        self.size = 0
+        self._sha256 = hashlib.sha256()
+        self._sha512 = hashlib.sha512()
+        self._closed = False
+
+    @property
+    def in_memory(self) -> bool:
+        """True while the body has not been spooled to disk."""
+        return self._file is None
+
+    async def write(self, chunk: bytes) -> None:
+        """Append ``chunk``; raises `TooLarge` past the limit."""
+        self.size += len(chunk)
+        if self.size > self._limit:
+            raise TooLarge(f"the body is larger than {self._limit} bytes", code=self._code)
+        self._sha256.update(chunk)
+        self._sha512.update(chunk)
+        if self._file is None and len(self._memory) + len(chunk) <= self._threshold:
+            self._memory += chunk
+            return
+        if self._file is None:
+            file: IO[bytes] = await asyncio.to_thread(tempfile.TemporaryFile, prefix="obmin-body-")
+            self._file = file
+            pending = bytes(self._memory) + chunk
+            self._memory = bytearray()
+            await asyncio.to_thread(file.write, pending)
+            return
+        await asyncio.to_thread(self._file.write, chunk)
+
+    async def fill(self, chunks: AsyncIterator[bytes]) -> SpooledBody:
+        """Write every chunk of ``chunks``; returns self."""
+        async for chunk in chunks:
+            await self.write(chunk)
+        return self
+
+    def sha256(self) -> bytes:
+        """SHA-256 of everything written."""
+        return self._sha256.digest()
+
+    def sha512(self) -> bytes:
+        """SHA-512 of everything written."""
+        return self._sha512.digest()
+
+    def small_bytes(self) -> bytes | None:
+        """The body itself when it is still in memory, else ``None``."""
+        return bytes(self._memory) if self._file is None else None
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        """The body again, from the start, chunk by chunk."""
+        if self._file is None:
+            for start in range(0, len(self._memory), CHUNK):
+                yield bytes(self._memory[start : start + CHUNK])
+            return
+        file = self._file
+        await asyncio.to_thread(file.seek, 0)
+        while True:
+            chunk = await asyncio.to_thread(file.read, CHUNK)
+            if not chunk:
+                return
+            yield chunk
+
+    def close(self) -> None:
+        """Release the temporary file, if any."""
+        if self._file is not None and not self._closed:
+            self._file.close()
+        self._closed = True
