@@ -46,7 +46,10 @@ pytest: install
 test: lint typecheck pytest
 
 bench: install
-	$(BIN)/obmin bench
+	$(BIN)/obmin bench soap
+	$(BIN)/obmin bench rest-large-body
+	$(BIN)/obmin bench audit-append
+	$(BIN)/obmin bench registry-load
 
 clean:
 	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache .hypothesis

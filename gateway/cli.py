@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import logging
 import signal
+import subprocess
 import sys
 from pathlib import Path
 
@@ -143,6 +144,24 @@ def _cmd_audit_query(args: argparse.Namespace) -> int:
     return 0
 
 
+BENCHMARKS = {
+    "soap": "bench.soap_throughput",
+    "rest-large-body": "bench.rest_large_body",
+    "audit-append": "bench.audit_append",
+    "registry-load": "bench.registry_load",
+}
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    # The benchmarks live in the source tree (bench/), not in the installed package: they
+    # start real processes and load generators, which an installed gateway never needs.
+    if not Path("bench/__init__.py").is_file():
+        print("obmin bench: run it from a source checkout (bench/ not found)", file=sys.stderr)
+        return 1
+    module = BENCHMARKS[args.name]
+    return subprocess.call([sys.executable, "-m", module, *args.args])
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="obmin", description="inter-agency data exchange gateway")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -188,6 +207,11 @@ def _parser() -> argparse.ArgumentParser:
     provider.add_argument("--host", default="127.0.0.1")
     provider.add_argument("--port", type=int, default=8090)
     provider.set_defaults(func=_cmd_example_provider)
+
+    bench = sub.add_parser("bench", help="run a benchmark from the source tree")
+    bench.add_argument("name", choices=sorted(BENCHMARKS))
+    bench.add_argument("args", nargs="*", help="arguments passed to the benchmark")
+    bench.set_defaults(func=_cmd_bench)
 
     demo = sub.add_parser("demo", help="send one signed request to a running gateway")
     demo.add_argument("-c", "--config", type=Path, default=DEFAULT_CONFIG)
