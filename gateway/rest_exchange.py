@@ -15,12 +15,16 @@ Bodies are spooled (`SpooledBody`), so memory stays flat whatever their size.
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import hashlib
 import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
+from typing import Literal
 
 import aiohttp
 import structlog
@@ -28,6 +32,12 @@ import structlog
 from gateway.audit import AuditError, AuditRecordDraft, Direction, body_digest
 from gateway.context import ExchangeEnv
 from gateway.errors import Fault, GatewayError, fault_for
+from gateway.meta import (
+    answer_list_clients,
+    answer_rest_metaservice,
+    answer_wsdl_query,
+    is_rest_metaservice,
+)
 from gateway.rest.protocol import (
     HOP_BY_HOP,
     UXP_HEADERS,
@@ -40,9 +50,10 @@ from gateway.rest.protocol import (
     rest_request_hash,
 )
 from gateway.spool import SpooledBody, TooLarge
-from registry import ClientEntry, ServiceEntry, normalise_path
+from registry import ClientEntry, ClientId, ServiceEntry, ServiceId, normalise_path
+from registry.errors import InvalidIdentifier
 
-__all__ = ["RestIncoming", "RestOutgoing", "run_rest_exchange"]
+__all__ = ["RestIncoming", "RestOutgoing", "run_global_metaservice", "run_rest_exchange"]
 
 log = structlog.get_logger("obmin.rest")
 
@@ -88,6 +99,7 @@ class _RestExchange:
     signature_digest: str | None = None
     service: ServiceEntry | None = None
     path: str | None = None
+    caller: ClientId | None = None  # the client of a call without a service (listClients)
 
     def draft(
         self,
@@ -110,7 +122,7 @@ class _RestExchange:
             protocol="rest",
             dialect=head.dialect if head else None,
             message_id=head.message_id if head else None,
-            client=str(head.client) if head else None,
+            client=str(head.client) if head else (str(self.caller) if self.caller else None),
             service=str(head.service) if head else None,
             user_id=head.user_id if head else None,
             issue=head.issue if head else None,
@@ -292,62 +304,80 @@ async def run_rest_exchange(
     request_logged = False
     body = incoming.body
     try:
-        exchange.head = head = parse_rest_head(
-            incoming.method,
-            incoming.target,  # 1
-            incoming.header_map(),
-        )
+        # 1. parse
+        head = parse_rest_head(incoming.method, incoming.target, incoming.header_map())
+        exchange.head = head
         if too_large is not None:
             raise too_large  # noqa: TRY301 - refused here so that the refusal is audited
-        entry, mode, thumbprint, sig_digest = authenticate(
-            env,
-            incoming,
-            head,  # 2
-            verify_signature,
-        )
+        # 2. authenticate
+        entry, mode, thumbprint, sig_digest = authenticate(env, incoming, head, verify_signature)
         exchange.client, exchange.auth_mode = entry, mode
         exchange.signer_thumbprint, exchange.signature_digest = thumbprint, sig_digest
-        exchange.service, exchange.path = resolve_and_authorise(env, head, incoming.method)  # 3, 4
-        await env.audit.append(
-            [
-                exchange.draft(
-                    "request",
-                    size=body.size,
-                    sha512=body.sha512(),
-                    status=None,
-                    fault=None,
-                    duration_ms=None,
-                )
-            ]
-        )  # 5
-        request_logged = True
-        status, provider_headers, reply = await forward(  # 6
-            env, incoming, head, exchange.service, exchange.path, exchange.request_id
+        # 3, 4. resolve and authorise (metaservices are answered by the gateway itself)
+        meta = _is_meta_call(incoming.method, head)
+        if not meta:
+            exchange.service, exchange.path = resolve_and_authorise(env, head, incoming.method)
+        # 5. audit-in
+        request_draft = exchange.draft(
+            "request",
+            size=body.size,
+            sha512=body.sha512(),
+            status=None,
+            fault=None,
+            duration_ms=None,
         )
+        await env.audit.append([request_draft])
+        request_logged = True
+        # 6. forward
+        if exchange.service is None or exchange.path is None:
+            status, provider_headers, reply = await _answer_meta(env, head)
+        else:
+            status, provider_headers, reply = await forward(
+                env, incoming, head, exchange.service, exchange.path, exchange.request_id
+            )
+        # 7. the reply: gateway headers
         request_hash = rest_request_hash(
-            incoming.method,
-            incoming.target,  # 7
-            incoming.headers,
-            body.sha512(),
+            incoming.method, incoming.target, incoming.headers, body.sha512()
         )
         headers = _response_headers(head, exchange.request_id, request_hash, provider_headers)
+        # 8. audit-out
         duration = (time.perf_counter() - started) * 1000
-        await env.audit.append(
-            [
-                exchange.draft(
-                    "response",
-                    size=reply.size,  # 8
-                    sha512=reply.sha512(),
-                    status=status,
-                    fault=None,
-                    duration_ms=duration,
-                )
-            ]
+        response_draft = exchange.draft(
+            "response",
+            size=reply.size,
+            sha512=reply.sha512(),
+            status=status,
+            fault=None,
+            duration_ms=duration,
         )
+        await env.audit.append([response_draft])
         bound.info("exchange", outcome="ok", status=status, duration_ms=round(duration, 2))
-        return RestOutgoing(status, headers, reply)  # 9
+        # 9. render
+        return RestOutgoing(status, headers, reply)
     except Exception as exc:
         return await _refuse(env, exchange, exc, request_logged, started, bound)
+
+
+def _is_meta_call(method: str, head: RestRequestHead) -> bool:
+    return method == "GET" and head.path == "/" and is_rest_metaservice(head.service.service_code)
+
+
+async def _answer_meta(
+    env: ExchangeEnv, head: RestRequestHead
+) -> tuple[int, list[tuple[str, str]], SpooledBody]:
+    answer = await asyncio.to_thread(
+        answer_rest_metaservice,
+        env.registry,
+        head.client,
+        head.service.provider,
+        head.service.service_code,
+        head.query,
+        read_document=Path.read_bytes,
+        limits=env.limits,
+    )
+    reply = SpooledBody(limit=len(answer.body) + 1)
+    await reply.write(answer.body)
+    return answer.status, [("Content-Type", answer.content_type)], reply
 
 
 async def _refuse(
@@ -413,3 +443,109 @@ async def _refuse(
 
 def _default_names(incoming: RestIncoming) -> Mapping[str, str]:
     return UXP_HEADERS if incoming.target.startswith("/restapi") else XROAD_HEADERS
+
+
+GlobalMeta = Literal["listClients", "wsdl"]
+
+
+def _caller(headers: Mapping[str, list[str]]) -> tuple[str, ClientId]:
+    name = "uxp-client" if "uxp-client" in headers else "x-road-client"
+    raw = headers.get(name, [None])[0]
+    if raw is None:
+        raise RestError(
+            "header X-Road-Client (or Uxp-Client) is required", code="MissingHeaderField"
+        )
+    try:
+        return name, ClientId.parse(raw.strip())
+    except InvalidIdentifier as exc:
+        raise RestError(f"header {name}: {exc}", code="InvalidClientIdentifier") from exc
+
+
+async def run_global_metaservice(
+    env: ExchangeEnv,
+    incoming: RestIncoming,
+    kind: GlobalMeta,
+    *,
+    verify_signature: RestAuthenticator | None = None,
+) -> RestOutgoing:
+    """``GET /listClients`` and Trembita's ``GET /wsdl?...``: authenticated and audited.
+
+    The caller names itself with ``X-Road-Client`` (or ``Uxp-Client``) and authenticates as
+    for any other call; the answer comes from the registry, not from a provider.
+    """
+    started = time.perf_counter()
+    exchange = _RestExchange(request_id=str(uuid.uuid4()), incoming=incoming)
+    bound = log.bind(request_id=exchange.request_id, peer=incoming.peer)
+    request_logged = False
+    try:
+        headers = incoming.header_map()
+        name, caller = _caller(headers)
+        exchange.caller = caller
+        exchange.path = incoming.target.partition("?")[0]
+        head = RestRequestHead(
+            dialect="uxp" if name == "uxp-client" else "xroad",
+            client=caller,
+            service=ServiceId(caller, kind),
+            path="/",
+            query="",
+            message_id=exchange.request_id,
+            message_id_generated=True,
+            user_id=None,
+            issue=None,
+            represented_party=None,
+            subject_id=None,
+            purpose_ids=(),
+            consent_ref=None,
+        )
+        entry, mode, thumbprint, sig_digest = authenticate(env, incoming, head, verify_signature)
+        exchange.client, exchange.auth_mode = entry, mode
+        exchange.signer_thumbprint, exchange.signature_digest = thumbprint, sig_digest
+        body = incoming.body
+        await env.audit.append(
+            [
+                exchange.draft(
+                    "request",
+                    size=body.size,
+                    sha512=body.sha512(),
+                    status=None,
+                    fault=None,
+                    duration_ms=None,
+                )
+            ]
+        )
+        request_logged = True
+        query = incoming.target.partition("?")[2]
+        if kind == "listClients":
+            answer = answer_list_clients(env.registry, query, headers.get("accept", [None])[0])
+        else:
+            answer = await asyncio.to_thread(
+                answer_wsdl_query,
+                env.registry,
+                query,
+                read_document=Path.read_bytes,
+                limits=env.limits,
+            )
+        duration = (time.perf_counter() - started) * 1000
+        await env.audit.append(
+            [
+                exchange.draft(
+                    "response",
+                    size=len(answer.body),
+                    sha512=hashlib.sha512(answer.body).digest(),
+                    status=answer.status,
+                    fault=None,
+                    duration_ms=duration,
+                )
+            ]
+        )
+        bound.info("exchange", outcome="ok", metaservice=kind, duration_ms=round(duration, 2))
+        return RestOutgoing(
+            answer.status,
+            [
+                ("Content-Type", answer.content_type),
+                (head.names["request_id"], exchange.request_id),
+            ],
+            answer.body,
+        )
+    except Exception as exc:
+        return await _refuse(env, exchange, exc, request_logged, started, bound)

@@ -20,7 +20,12 @@ from gateway.context import ExchangeEnv, GatewaySigner
 from gateway.errors import fault_for
 from gateway.metrics import GatewayMetrics
 from gateway.reload import watch_registry
-from gateway.rest_exchange import RestIncoming, run_rest_exchange
+from gateway.rest_exchange import (
+    GlobalMeta,
+    RestIncoming,
+    run_global_metaservice,
+    run_rest_exchange,
+)
 from gateway.settings import Settings
 from gateway.soap.mime import ProtocolError
 from gateway.soap.render import render_fault
@@ -129,7 +134,17 @@ async def _handle_soap(request: web.Request) -> web.Response:
     return response
 
 
-async def _handle_rest(request: web.Request) -> web.StreamResponse:
+async def _handle_list_clients(request: web.Request) -> web.StreamResponse:
+    return await _handle_rest(request, global_meta="listClients")
+
+
+async def _handle_wsdl(request: web.Request) -> web.StreamResponse:
+    return await _handle_rest(request, global_meta="wsdl")
+
+
+async def _handle_rest(
+    request: web.Request, global_meta: GlobalMeta | None = None
+) -> web.StreamResponse:
     state = request.app[STATE]
     env = state.env
     if env is None:
@@ -151,7 +166,10 @@ async def _handle_rest(request: web.Request) -> web.StreamResponse:
             peer=request.remote or "",
             received_at=datetime.now(UTC),
         )
-        outgoing = await run_rest_exchange(env, incoming, too_large=too_large)
+        if global_meta is not None:
+            outgoing = await run_global_metaservice(env, incoming, global_meta)
+        else:
+            outgoing = await run_rest_exchange(env, incoming, too_large=too_large)
         response = web.StreamResponse(status=outgoing.status)
         for name, value in outgoing.headers:
             response.headers.add(name, value)
@@ -181,4 +199,6 @@ def create_client_app(settings: Settings, state: GatewayState | None = None) -> 
     app.router.add_route("*", "/", _handle_soap)
     app.router.add_route("*", "/r1/{tail:.*}", _handle_rest)
     app.router.add_route("*", "/restapi{tail:.*}", _handle_rest)
+    app.router.add_get("/listClients", _handle_list_clients)
+    app.router.add_get("/wsdl", _handle_wsdl)
     return app

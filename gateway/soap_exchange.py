@@ -22,6 +22,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any, TypeVar
 
 import structlog
@@ -31,6 +32,7 @@ from gateway.audit import AuditError, AuditRecordDraft, Direction, body_fields
 from gateway.context import ExchangeEnv
 from gateway.errors import Fault, GatewayError, fault_for
 from gateway.forward import ProviderReply, forward_request
+from gateway.meta import answer_soap_metaservice, is_metaservice
 from gateway.soap.envelope import SoapEnvelope, parse_envelope
 from gateway.soap.mime import ProtocolError, SoapPayload, parse_content_type, split_soap_payload
 from gateway.soap.render import render_fault, request_hash, set_request_hash
@@ -391,7 +393,13 @@ async def run_soap_exchange(env: ExchangeEnv, incoming: IncomingRequest) -> Outg
         laps.lap("parse")
         exchange.client = await _cpu(size, authenticate, env, exchange.parsed, now)  # 2
         laps.lap("authenticate")
-        exchange.service = resolve_and_authorise(env, exchange.parsed)  # 3, 4
+        header = exchange.parsed.envelope.header
+        assert header is not None
+        # Metaservices (listMethods, allowedMethods, getWsdl) are answered by the gateway
+        # itself; allowedMethods filters its own answer by the client's rights.
+        meta = is_metaservice(header.service.service_code)
+        if not meta:
+            exchange.service = resolve_and_authorise(env, exchange.parsed)  # 3, 4
         laps.lap("authorise")
         request_draft = exchange.draft(
             "request", body=incoming.body, fault=None, status=None, duration_ms=None
@@ -399,15 +407,26 @@ async def run_soap_exchange(env: ExchangeEnv, incoming: IncomingRequest) -> Outg
         await _audit(env, [request_draft])  # 5
         request_logged = True
         laps.lap("audit_in")
-        reply = await forward_request(  # 6
-            env.session,
-            exchange.service.url,
-            body=incoming.body,
-            headers=_forward_headers(incoming),
-            connect_timeout=exchange.service.connect_timeout,
-            total_timeout=exchange.service.total_timeout,
-            max_response_bytes=env.settings.limits.max_response_bytes,
-        )
+        if exchange.service is None:  # 6: a metaservice, answered here
+            answer = await asyncio.to_thread(
+                answer_soap_metaservice,
+                env.registry,
+                exchange.parsed.envelope,
+                exchange.client.entry.id,
+                read_document=Path.read_bytes,
+                limits=env.limits,
+            )
+            reply = ProviderReply(answer.status, answer.content_type, answer.body)
+        else:
+            reply = await forward_request(  # 6
+                env.session,
+                exchange.service.url,
+                body=incoming.body,
+                headers=_forward_headers(incoming),
+                connect_timeout=exchange.service.connect_timeout,
+                total_timeout=exchange.service.total_timeout,
+                max_response_bytes=env.settings.limits.max_response_bytes,
+            )
         laps.lap("forward")
         body, content_type, _ = await _cpu(  # 7
             len(reply.body), check_reply, env, exchange.parsed, reply, now

@@ -21,6 +21,14 @@ from security import IssuedCert, issue_member_cert
 CLIENT_MEMBER = MemberId("SEVDEIR-TEST", "GOV", "12345678")
 OTHER_MEMBER = MemberId("SEVDEIR-TEST", "GOV", "11112222")
 PROVIDER = "SEVDEIR-TEST/GOV/87654321/REGISTRY"
+WSDL_FILE = (
+    Path(__file__).resolve().parents[2]
+    / "config"
+    / "example"
+    / "registry"
+    / "wsdl"
+    / "person-registry.wsdl"
+)
 
 
 @pytest.fixture(scope="session")
@@ -62,6 +70,7 @@ def registry_for(ca_cert: Path, provider_url: str) -> dict[str, Any]:
                 "type": "soap",
                 "url": f"{provider_url}/soap",
                 "timeout": {"connect": 2, "total": 5},
+                "wsdl": str(WSDL_FILE),
             },
         ],
         "access": [
