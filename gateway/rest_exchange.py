@@ -20,9 +20,9 @@ import base64
 import hashlib
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
@@ -38,6 +38,7 @@ from gateway.meta import (
     answer_wsdl_query,
     is_rest_metaservice,
 )
+from gateway.rest.auth import verify_http_signature
 from gateway.rest.protocol import (
     HOP_BY_HOP,
     UXP_HEADERS,
@@ -52,6 +53,8 @@ from gateway.rest.protocol import (
 from gateway.spool import SpooledBody, TooLarge
 from registry import ClientEntry, ClientId, ServiceEntry, ServiceId, normalise_path
 from registry.errors import InvalidIdentifier
+from security.digest import content_digest_header
+from security.httpsig_response import sign_response
 
 __all__ = ["RestIncoming", "RestOutgoing", "run_global_metaservice", "run_rest_exchange"]
 
@@ -151,16 +154,9 @@ class RestAccessError(GatewayError):
 
 # --- 2. authenticate ------------------------------------------------------------------------
 
-RestAuthenticator = Callable[
-    [ExchangeEnv, RestIncoming, RestRequestHead, ClientEntry], tuple[str | None, str | None]
-]
-
 
 def authenticate(
-    env: ExchangeEnv,
-    incoming: RestIncoming,
-    head: RestRequestHead,
-    verify_signature: RestAuthenticator | None,
+    env: ExchangeEnv, incoming: RestIncoming, head: RestRequestHead
 ) -> tuple[ClientEntry, str, str | None, str | None]:
     """Stage 2: (client entry, auth mode, signer thumbprint, signature value digest)."""
     entry = env.registry.find_client(head.client)
@@ -172,11 +168,11 @@ def authenticate(
                 "unauthenticated clients are not allowed by this gateway", code="MissingSignature"
             )
         return entry, "none", None, None
-    if entry.auth != "signature" or verify_signature is None:
+    if entry.auth != "signature":
         raise RestError(
             f"auth mode {entry.auth} is not available on this port", code="SslAuthenticationFailed"
         )
-    thumbprint, digest = verify_signature(env, incoming, head, entry)
+    thumbprint, digest = verify_http_signature(env, incoming, head, entry)
     return entry, "signature", thumbprint, digest
 
 
@@ -267,20 +263,44 @@ async def forward(
         ) from exc
 
 
+# Set by the gateway on every answer; the provider's copies are dropped.
+_SIGNED_BY_GATEWAY = frozenset({"content-digest", "signature", "signature-input"})
+
+
 def _response_headers(
-    head: RestRequestHead, request_id: str, request_hash: str, provider: list[tuple[str, str]]
+    env: ExchangeEnv,
+    head: RestRequestHead,
+    request_id: str,
+    request_hash: str,
+    status: int,
+    provider: list[tuple[str, str]],
+    reply: SpooledBody,
+    now: datetime,
 ) -> list[tuple[str, str]]:
+    """The answer's headers: the provider's, less hop-by-hop and gateway-owned ones, plus the
+    X-Road headers, a Content-Digest of the body and the gateway's RFC 9421 signature over
+    ``@status``, ``content-digest`` and the request hash header (SPEC 5.3)."""
     names = head.names
     own = {names[k] for k in ("client", "service", "id", "request_id", "request_hash", "error")}
-    kept = [(k, v) for k, v in provider if k.lower() not in HOP_BY_HOP and k.lower() not in own]
-    return [
-        *kept,
+    own |= _SIGNED_BY_GATEWAY
+    headers = [
+        *((k, v) for k, v in provider if k.lower() not in HOP_BY_HOP and k.lower() not in own),
         (names["client"], str(head.client)),
         (names["service"], str(head.service)),
         (names["id"], head.message_id),
         (names["request_id"], request_id),
         (names["request_hash"], request_hash),
+        ("Content-Digest", content_digest_header(reply.sha512_state(), "sha-512")),
     ]
+    signature = sign_response(
+        status,
+        {k.lower(): v for k, v in headers},
+        env.signer.key,
+        env.signer.certificate,
+        now,
+        request_hash_header=names["request_hash"],
+    )
+    return [*headers, *signature.items()]
 
 
 # --- the exchange ---------------------------------------------------------------------------
@@ -291,7 +311,6 @@ async def run_rest_exchange(
     incoming: RestIncoming,
     *,
     too_large: TooLarge | None = None,
-    verify_signature: RestAuthenticator | None = None,
 ) -> RestOutgoing:
     """Run one REST exchange through stages 1-9.
 
@@ -310,7 +329,7 @@ async def run_rest_exchange(
         if too_large is not None:
             raise too_large  # noqa: TRY301 - refused here so that the refusal is audited
         # 2. authenticate
-        entry, mode, thumbprint, sig_digest = authenticate(env, incoming, head, verify_signature)
+        entry, mode, thumbprint, sig_digest = authenticate(env, incoming, head)
         exchange.client, exchange.auth_mode = entry, mode
         exchange.signer_thumbprint, exchange.signature_digest = thumbprint, sig_digest
         # 3, 4. resolve and authorise (metaservices are answered by the gateway itself)
@@ -339,7 +358,16 @@ async def run_rest_exchange(
         request_hash = rest_request_hash(
             incoming.method, incoming.target, incoming.headers, body.sha512()
         )
-        headers = _response_headers(head, exchange.request_id, request_hash, provider_headers)
+        headers = _response_headers(
+            env,
+            head,
+            exchange.request_id,
+            request_hash,
+            status,
+            provider_headers,
+            reply,
+            datetime.now(UTC),
+        )
         # 8. audit-out
         duration = (time.perf_counter() - started) * 1000
         response_draft = exchange.draft(
@@ -465,8 +493,6 @@ async def run_global_metaservice(
     env: ExchangeEnv,
     incoming: RestIncoming,
     kind: GlobalMeta,
-    *,
-    verify_signature: RestAuthenticator | None = None,
 ) -> RestOutgoing:
     """``GET /listClients`` and Trembita's ``GET /wsdl?...``: authenticated and audited.
 
@@ -497,7 +523,7 @@ async def run_global_metaservice(
             purpose_ids=(),
             consent_ref=None,
         )
-        entry, mode, thumbprint, sig_digest = authenticate(env, incoming, head, verify_signature)
+        entry, mode, thumbprint, sig_digest = authenticate(env, incoming, head)
         exchange.client, exchange.auth_mode = entry, mode
         exchange.signer_thumbprint, exchange.signature_digest = thumbprint, sig_digest
         body = incoming.body

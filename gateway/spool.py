@@ -82,6 +82,10 @@ class SpooledBody:
         """SHA-512 of everything written."""
         return self._sha512.digest()
 
+    def sha512_state(self) -> hashlib._Hash:
+        """A copy of the running SHA-512 (for a Content-Digest header)."""
+        return self._sha512.copy()
+
     def small_bytes(self) -> bytes | None:
         """The body itself when it is still in memory, else ``None``."""
         return bytes(self._memory) if self._file is None else None

@@ -1,10 +1,13 @@
 """Signer certificates: trust anchors, path validation and the identity a certificate speaks for.
 
 SPEC 5.4: a signer certificate must chain to a configured trust anchor, be valid at the time
-of the exchange, carry the digitalSignature or nonRepudiation key usage, and (later issue)
-not be revoked. Path building and the CA-side checks are cryptography's X.509 verifier (the
-same Rust code that checks TLS chains); the end-entity checks are done here first so that
-each refusal says precisely what is wrong.
+of the exchange, carry the digitalSignature or nonRepudiation key usage, and not be revoked.
+Path building and the CA-side checks are cryptography's X.509 verifier (the same Rust code
+that checks TLS chains); the end-entity checks are done here first so that each refusal says
+precisely what is wrong. Intermediate CA certificates may come with the message (untrusted
+helpers, e.g. further BinarySecurityTokens) or be configured in the `TrustStore`; either way
+only a trust anchor is trusted. Revocation is checked afterwards, on the validated path
+(`ValidatedSigner.chain`), by ``security.revocation.RevocationChecker``.
 """
 
 from __future__ import annotations
@@ -27,6 +30,9 @@ from security.errors import CertValidation, PkiError
 __all__ = ["TrustStore", "ValidatedSigner", "cert_thumbprint", "validate_signer"]
 
 _MIN_RSA_BITS = 2048
+# Path building is a search; a message must not make it search through hundreds of
+# certificates. X-Road and Trembita chains have one or two intermediates.
+_MAX_INTERMEDIATES = 8
 _CURVES = (ec.SECP256R1, ec.SECP384R1, ec.SECP521R1)
 
 
@@ -38,13 +44,20 @@ def cert_thumbprint(cert: x509.Certificate) -> str:
 class TrustStore:
     """The configured trust anchors (CA certificates), ready for path validation.
 
+    ``intermediates`` are configured intermediate CA certificates: not trusted themselves,
+    offered to path building with every signer (so that a message need not carry them).
     Immutable after construction; build a new one when the registry is reloaded.
     """
 
-    __slots__ = ("_anchors", "_store")
+    __slots__ = ("_anchors", "_intermediates", "_store")
 
-    def __init__(self, anchors: Sequence[x509.Certificate]) -> None:
+    def __init__(
+        self,
+        anchors: Sequence[x509.Certificate],
+        intermediates: Sequence[x509.Certificate] = (),
+    ) -> None:
         self._anchors: tuple[x509.Certificate, ...] = tuple(anchors)
+        self._intermediates: tuple[x509.Certificate, ...] = tuple(intermediates)
         self._store: verification.Store | None = None
         if self._anchors:
             try:
@@ -58,12 +71,17 @@ class TrustStore:
         return self._anchors
 
     @property
+    def intermediates(self) -> tuple[x509.Certificate, ...]:
+        """The configured (untrusted) intermediate CA certificates."""
+        return self._intermediates
+
+    @property
     def store(self) -> verification.Store | None:
         """cryptography's store of the anchors; None when no anchor is configured."""
         return self._store
 
     def __repr__(self) -> str:
-        return f"TrustStore({len(self._anchors)} anchors)"
+        return f"TrustStore({len(self._anchors)} anchors, {len(self._intermediates)} intermediates)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,12 +91,31 @@ class ValidatedSigner:
     ``member_id`` is the member named by the subject ``serialNumber`` (SPEC 5.4 identity
     binding), or None when the certificate names no valid member identifier; a certificate
     without one can still speak for a subsystem that pins it by thumbprint.
+
+    ``chain`` is the validated path, the signer first and the trust anchor last; revocation
+    is checked along it (`issuer` is the CA that issued the signer, `anchor` selects the
+    trust anchor's revocation settings).
     """
 
     certificate: x509.Certificate
     member_id: MemberId | None
     thumbprint_sha256: str
     der: bytes
+    chain: tuple[x509.Certificate, ...] = ()
+
+    @property
+    def issuer(self) -> x509.Certificate:
+        """The CA certificate that issued the signer (an intermediate or the anchor)."""
+        if len(self.chain) < 2:
+            raise CertValidation("the signer has no validated issuer")
+        return self.chain[1]
+
+    @property
+    def anchor(self) -> x509.Certificate:
+        """The trust anchor the signer chains to."""
+        if len(self.chain) < 2:
+            raise CertValidation("the signer has no validated trust anchor")
+        return self.chain[-1]
 
 
 def _member_of(cert: x509.Certificate) -> MemberId | None:
@@ -151,7 +188,8 @@ def validate_signer(
     """Check that ``cert`` may sign at ``now`` under ``trust``; raise `CertValidation` if not.
 
     ``intermediates`` are untrusted helpers for path building (certificates that came with
-    the message). Revocation is not checked here yet (SPEC 5.4, OCSP/CRL is a later issue).
+    the message); the trust store's configured intermediates are added to them. Revocation
+    is not checked here: it needs network I/O (``security.revocation``).
     """
     if now.tzinfo is None:
         raise CertValidation("validation time must be timezone-aware")
@@ -170,6 +208,11 @@ def validate_signer(
     # 2. The path to an anchor, with every CA certificate checked at the same time.
     if trust.store is None:
         raise CertValidation("no trust anchors are configured")
+    if len(intermediates) > _MAX_INTERMEDIATES:
+        raise CertValidation(
+            f"the message carries {len(intermediates)} extra certificates; "
+            f"at most {_MAX_INTERMEDIATES} are accepted"
+        )
     verifier = (
         verification.PolicyBuilder()
         .store(trust.store)
@@ -180,7 +223,7 @@ def validate_signer(
         .build_client_verifier()
     )
     try:
-        verifier.verify(cert, list(intermediates))
+        verified = verifier.verify(cert, [*intermediates, *trust.intermediates])
     except verification.VerificationError as exc:
         raise CertValidation(
             f"signer certificate does not chain to a trusted CA: {_reason(exc)}"
@@ -191,4 +234,5 @@ def validate_signer(
         member_id=_member_of(cert),
         thumbprint_sha256=hashlib.sha256(der).hexdigest(),
         der=der,
+        chain=tuple(verified.chain),
     )

@@ -105,6 +105,19 @@ def _from_token_reference(
     return _parse_certificate(der, "BinarySecurityToken")
 
 
+def _other_tokens(security: etree._Element, signer: x509.Certificate) -> list[x509.Certificate]:
+    # Further X.509v3 BinarySecurityTokens in the same header are the signer's intermediate
+    # CA certificates: untrusted helpers for path building, trusted only through an anchor.
+    others = []
+    for token in security.iterchildren(f"{{{WSSE}}}BinarySecurityToken"):
+        if token.get("ValueType") != X509V3:
+            continue
+        cert = _parse_certificate(b64decode_strict(token.text, "BinarySecurityToken"), "token")
+        if cert != signer:
+            others.append(cert)
+    return others
+
+
 def signer_certificates(
     key_info: etree._Element, security: etree._Element, ids: IdIndex
 ) -> tuple[x509.Certificate, list[x509.Certificate]]:
@@ -112,7 +125,8 @@ def signer_certificates(
 
     Accepted: a ``wsse:SecurityTokenReference`` with a ``wsse:Reference`` to a
     BinarySecurityToken in the same Security header, or holding a ``ds:X509Data``; or a
-    ``ds:X509Data`` directly. In X509Data the first certificate is the signer's.
+    ``ds:X509Data`` directly. In X509Data the first certificate is the signer's; with a
+    token reference, the other X.509v3 BinarySecurityTokens of the header are the others.
     """
     children = _elements(key_info)
     if len(children) != 1:
@@ -124,7 +138,8 @@ def signer_certificates(
             raise InvalidSignatureValue("SecurityTokenReference must hold exactly one reference")
         child = inner[0]
         if child.tag == f"{{{WSSE}}}Reference":
-            return _from_token_reference(child, security, ids), []
+            signer = _from_token_reference(child, security, ids)
+            return signer, _other_tokens(security, signer)
     if child.tag == f"{{{DS}}}X509Data":
         certs = _from_x509_data(child)
         return certs[0], certs[1:]

@@ -15,10 +15,13 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from gateway.server import create_client_app
 from gateway.settings import Settings
+from registry.identifiers import MemberId
+from security import IssuedCert, issue_member_cert
 
 CLIENT = "DEV/COM/222/TESTCLIENT"
 OTHER = "DEV/COM/222/OTHER"
 SERVICE = "DEV/COM/222/TESTSERVICE/petstore"
+SIGNED = "DEV/COM/222/SIGNED"
 
 
 @dataclass
@@ -87,6 +90,8 @@ class RestDeployment:
     client: TestClient[web.Request, web.Application]
     provider: ProviderLog
     settings: Settings
+    signer: IssuedCert
+    pki: Path
 
 
 @pytest.fixture
@@ -97,6 +102,13 @@ async def rest_gateway(
     aiohttp_server: Callable[..., Any],
 ) -> RestDeployment:
     log = ProviderLog()
+    signed_cert = issue_member_cert(
+        dev_pki,
+        MemberId("DEV", "COM", "222"),
+        name="REST signer",
+        out_dir=tmp_path / "signer",
+        key_type="ed25519",
+    )
     server: TestServer = await aiohttp_server(petstore(log))
     registry = {
         "instance": "DEV",
@@ -109,6 +121,11 @@ async def rest_gateway(
                     {"code": "TESTCLIENT", "auth": "none"},
                     {"code": "OTHER", "auth": "none"},
                     {"code": "TESTSERVICE"},
+                    {
+                        "code": "SIGNED",
+                        "auth": "signature",
+                        "signing_certificates": [str(signed_cert.cert_path)],
+                    },
                 ],
             },
         ],
@@ -122,7 +139,11 @@ async def rest_gateway(
             },
         ],
         "access": [
-            {"provider": "DEV/COM/222/TESTSERVICE", "service": "petstore", "clients": [CLIENT]},
+            {
+                "provider": "DEV/COM/222/TESTSERVICE",
+                "service": "petstore",
+                "clients": [CLIENT, SIGNED],
+            },
             {
                 "provider": "DEV/COM/222/TESTSERVICE",
                 "service": "petstore",
@@ -147,4 +168,6 @@ async def rest_gateway(
         }
     )
     client = await aiohttp_client(create_client_app(settings))
-    return RestDeployment(client=client, provider=log, settings=settings)
+    return RestDeployment(
+        client=client, provider=log, settings=settings, signer=signed_cert, pki=dev_pki
+    )

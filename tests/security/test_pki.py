@@ -1,4 +1,5 @@
-"""The development PKI: identity fields, key usage, file modes, refusal to replace a CA."""
+"""The development PKI: identity fields, key usage, file modes, refusal to replace a CA,
+keys encrypted at rest with a passphrase from the environment or a file."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from cryptography.x509.oid import NameOID
 
 from registry.identifiers import MemberId
 from security import PkiError, init_pki, issue_member_cert, load_certificate, load_private_key
+from security.pki_keys import PASSPHRASE_ENV, pki_passphrase
 from tests.security.conftest import MEMBER, NOW, Pki
 
 
@@ -88,9 +90,50 @@ def test_loading_bad_files_is_a_pki_error(tmp_path: Path) -> None:
     junk.write_bytes(b"-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n")
     with pytest.raises(PkiError, match="not a PEM or DER"):
         load_certificate(junk)
-    with pytest.raises(PkiError, match="not an unencrypted PEM private key"):
+    with pytest.raises(PkiError, match="is not a PEM private key"):
         load_private_key(junk)
     with pytest.raises(PkiError, match="cannot read"):
         load_certificate(tmp_path / "missing.crt")
     with pytest.raises(PkiError, match="cannot read private key"):
         issue_member_cert(tmp_path / "nothing", MEMBER, name="x", now=NOW)
+
+
+def test_keys_are_encrypted_at_rest_with_a_passphrase(tmp_path: Path) -> None:
+    secret = b"correct horse battery staple"
+    layout = init_pki(tmp_path, now=NOW, passphrase=secret)
+    issued = issue_member_cert(layout, MEMBER, name="m", now=NOW, passphrase=secret)
+    for path in (layout.ca_key, layout.gateway_key, issued.key_path):
+        assert path.read_bytes().startswith(b"-----BEGIN ENCRYPTED PRIVATE KEY-----"), path
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+        with pytest.raises(PkiError, match="is encrypted; set OBMIN_PKI_PASSPHRASE"):
+            load_private_key(path)
+        with pytest.raises(PkiError, match="wrong passphrase"):
+            load_private_key(path, b"wrong")
+    key = load_private_key(issued.key_path, secret)
+    assert key.public_key() == issued.certificate.public_key()
+    # The CA key is needed to issue: without the passphrase nothing is issued.
+    with pytest.raises(PkiError, match="is encrypted"):
+        issue_member_cert(layout, MEMBER, name="n", now=NOW, out_dir=tmp_path / "n")
+    assert not (tmp_path / "n").exists()
+
+
+def test_unencrypted_development_keys_still_load_with_a_passphrase(pki: Pki) -> None:
+    key = load_private_key(pki.member.issued.key_path, b"configured later")
+    assert key.public_key() == pki.member.cert.public_key()
+    assert pki.member.issued.key_path.read_bytes().startswith(b"-----BEGIN PRIVATE KEY-----")
+
+
+def test_passphrase_comes_from_a_file_or_the_environment(tmp_path: Path) -> None:
+    assert pki_passphrase({}) is None
+    assert pki_passphrase({PASSPHRASE_ENV: "from env"}) == b"from env"
+    secret_file = tmp_path / "passphrase"
+    secret_file.write_bytes(b"from file\nignored second line\n")
+    # An explicitly named file wins over the environment; only its first line counts.
+    assert pki_passphrase({PASSPHRASE_ENV: "from env"}, secret_file) == b"from file"
+    secret_file.write_bytes(b"\n")
+    with pytest.raises(PkiError, match="empty passphrase"):
+        pki_passphrase({}, secret_file)
+    with pytest.raises(PkiError, match="empty passphrase"):
+        pki_passphrase({PASSPHRASE_ENV: ""})
+    with pytest.raises(PkiError, match="cannot read passphrase file"):
+        pki_passphrase({}, tmp_path / "missing")
