@@ -19,6 +19,7 @@ from gateway.settings import Settings
 from gateway.soap.xml import XmlLimits
 from registry import Registry
 from security import SigningKey, TrustStore
+from security.revocation import RevocationChecker
 
 __all__ = ["ExchangeEnv", "GatewaySigner"]
 
@@ -44,3 +45,4 @@ class ExchangeEnv:
     limits: XmlLimits
     max_clock_skew: timedelta
     metrics: GatewayMetrics
+    revocation: RevocationChecker

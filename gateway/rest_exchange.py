@@ -53,6 +53,7 @@ from gateway.rest.protocol import (
 from gateway.spool import SpooledBody, TooLarge
 from registry import ClientEntry, ClientId, ServiceEntry, ServiceId, normalise_path
 from registry.errors import InvalidIdentifier
+from security import ValidatedSigner
 from security.digest import content_digest_header
 from security.httpsig_response import sign_response
 
@@ -157,8 +158,8 @@ class RestAccessError(GatewayError):
 
 def authenticate(
     env: ExchangeEnv, incoming: RestIncoming, head: RestRequestHead
-) -> tuple[ClientEntry, str, str | None, str | None]:
-    """Stage 2: (client entry, auth mode, signer thumbprint, signature value digest)."""
+) -> tuple[ClientEntry, str, ValidatedSigner | None, str | None]:
+    """Stage 2: (client entry, auth mode, validated signer, signature value digest)."""
     entry = env.registry.find_client(head.client)
     if entry is None:
         raise RestError(f"client {head.client} is not registered", code="UnknownMember")
@@ -172,8 +173,8 @@ def authenticate(
         raise RestError(
             f"auth mode {entry.auth} is not available on this port", code="SslAuthenticationFailed"
         )
-    thumbprint, digest = verify_http_signature(env, incoming, head, entry)
-    return entry, "signature", thumbprint, digest
+    signer, digest = verify_http_signature(env, incoming, head, entry)
+    return entry, "signature", signer, digest
 
 
 # --- 3. and 4. ------------------------------------------------------------------------------
@@ -329,9 +330,13 @@ async def run_rest_exchange(
         if too_large is not None:
             raise too_large  # noqa: TRY301 - refused here so that the refusal is audited
         # 2. authenticate
-        entry, mode, thumbprint, sig_digest = authenticate(env, incoming, head)
+        entry, mode, signer, sig_digest = authenticate(env, incoming, head)
         exchange.client, exchange.auth_mode = entry, mode
-        exchange.signer_thumbprint, exchange.signature_digest = thumbprint, sig_digest
+        if signer is not None:  # not revoked (OCSP/CRL per anchor)
+            anchors = env.registry.trust_anchor_entries
+            await env.revocation.check_signer(signer, anchors, incoming.received_at)
+            exchange.signer_thumbprint = signer.thumbprint_sha256
+        exchange.signature_digest = sig_digest
         # 3, 4. resolve and authorise (metaservices are answered by the gateway itself)
         meta = _is_meta_call(incoming.method, head)
         if not meta:
@@ -523,9 +528,13 @@ async def run_global_metaservice(
             purpose_ids=(),
             consent_ref=None,
         )
-        entry, mode, thumbprint, sig_digest = authenticate(env, incoming, head)
+        entry, mode, signer, sig_digest = authenticate(env, incoming, head)
         exchange.client, exchange.auth_mode = entry, mode
-        exchange.signer_thumbprint, exchange.signature_digest = thumbprint, sig_digest
+        if signer is not None:  # not revoked (OCSP/CRL per anchor)
+            anchors = env.registry.trust_anchor_entries
+            await env.revocation.check_signer(signer, anchors, incoming.received_at)
+            exchange.signer_thumbprint = signer.thumbprint_sha256
+        exchange.signature_digest = sig_digest
         body = incoming.body
         await env.audit.append(
             [

@@ -35,6 +35,7 @@ from gateway.spool import SpooledBody, TooLarge
 from gateway.state import STATE, GatewayState
 from registry import load_registry
 from security import TrustStore, load_certificate, load_private_key
+from security.revocation import RevocationChecker, RevocationConfig
 
 __all__ = ["create_client_app"]
 
@@ -46,6 +47,7 @@ def _build_env(
     audit: AuditStore,
     session: aiohttp.ClientSession,
     metrics: GatewayMetrics,
+    revocation: RevocationChecker,
 ) -> ExchangeEnv:
     registry = load_registry(settings.registry_dir)
     signer = GatewaySigner(
@@ -64,6 +66,7 @@ def _build_env(
         ),
         max_clock_skew=timedelta(seconds=settings.max_clock_skew_seconds),
         metrics=metrics,
+        revocation=revocation,
     )
 
 
@@ -75,7 +78,9 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     audit = await open_audit_store(settings.audit)
     session = aiohttp.ClientSession(auto_decompress=False)
     try:
-        state.env = _build_env(settings, audit, session, state.metrics)
+        # One checker for the process: its OCSP/CRL caches outlive registry reloads.
+        revocation = RevocationChecker(session, RevocationConfig())
+        state.env = _build_env(settings, audit, session, state.metrics, revocation)
         _record_static_metrics(state)
         if settings.registry_watch_seconds:
             state.spawn(watch_registry(state, settings.registry_watch_seconds), "registry-watch")

@@ -392,6 +392,9 @@ async def run_soap_exchange(env: ExchangeEnv, incoming: IncomingRequest) -> Outg
         exchange.parsed = await _cpu(size, parse_request, incoming, env.limits)  # 1
         laps.lap("parse")
         exchange.client = await _cpu(size, authenticate, env, exchange.parsed, now)  # 2
+        if exchange.client.verified is not None:  # 2b: not revoked (OCSP/CRL per anchor)
+            anchors = env.registry.trust_anchor_entries
+            await env.revocation.check_signer(exchange.client.verified.signer, anchors, now)
         laps.lap("authenticate")
         header = exchange.parsed.envelope.header
         assert header is not None

@@ -15,7 +15,7 @@ from cryptography import x509
 from gateway.context import ExchangeEnv
 from gateway.rest.protocol import RestRequestHead
 from registry import ClientEntry
-from security import cert_thumbprint, validate_signer
+from security import ValidatedSigner, validate_signer
 from security.digest import ContentDigest
 from security.errors import InvalidContentDigest, MissingContentDigest
 from security.httpsig import RequestSignaturePolicy, verify_request_signature
@@ -47,8 +47,8 @@ def _check_body(stated: ContentDigest | None, incoming: RestIncoming) -> None:
 
 def verify_http_signature(
     env: ExchangeEnv, incoming: RestIncoming, head: RestRequestHead, entry: ClientEntry
-) -> tuple[str, str]:
-    """Verify the request's signature; return (signer thumbprint, signature value digest).
+) -> tuple[ValidatedSigner, str]:
+    """Verify the request's signature; return (the validated signer, signature value digest).
 
     The ``keyid`` must name a certificate registered (pinned) for this client, and that
     certificate must still chain to a trust anchor and be valid now.
@@ -73,6 +73,6 @@ def verify_http_signature(
         else RequestSignaturePolicy.uxp(max_clock_skew=skew)
     )
     verified = verify_request_signature(view, policy, by_keyid.get, incoming.received_at)
-    validate_signer(verified.certificate, [], env.trust, incoming.received_at)
+    signer = validate_signer(verified.certificate, [], env.trust, incoming.received_at)
     _check_body(verified.content_digest, incoming)
-    return cert_thumbprint(verified.certificate), verified.signature_value_digest
+    return signer, verified.signature_value_digest
