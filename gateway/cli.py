@@ -9,10 +9,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import structlog
 from aiohttp import web
@@ -22,6 +24,7 @@ from gateway.errors import GatewayError
 from gateway.settings import Settings, SettingsError, load_settings
 from registry.errors import RegistryError
 from security.errors import SecurityError
+from security.pki_revoke import REVOCATION_REASONS
 
 __all__ = ["main"]
 
@@ -49,6 +52,7 @@ async def _serve(settings: Settings) -> None:
     from gateway.reload import reload_registry
     from gateway.server import create_client_app
     from gateway.state import GatewayState
+    from gateway.tls import server_ssl_context
 
     state = GatewayState(settings)
     client = web.AppRunner(create_client_app(settings, state), handle_signals=False)
@@ -64,6 +68,10 @@ async def _serve(settings: Settings) -> None:
     )
     try:
         await web.TCPSite(client, settings.client.host, settings.client.port).start()
+        if settings.client_tls is not None and state.env is not None:
+            state.tls_context = server_ssl_context(settings.client_tls, state.env.registry)
+            tls = settings.client_tls
+            await web.TCPSite(client, tls.host, tls.port, ssl_context=state.tls_context).start()
         await web.TCPSite(admin, settings.admin.host, settings.admin.port).start()
         structlog.get_logger("obmin").info(
             "gateway started",
@@ -92,10 +100,20 @@ def _cmd_registry_check(args: argparse.Namespace) -> int:
     return code
 
 
+def _passphrase(args: argparse.Namespace) -> bytes | None:
+    from security.pki_keys import pki_passphrase
+
+    # Never from the command line: a file named here, or OBMIN_PKI_PASSPHRASE.
+    return pki_passphrase(os.environ, args.passphrase_file)
+
+
 def _cmd_pki_init(args: argparse.Namespace) -> int:
     from security import init_pki
+    from security.pki_revoke import write_crl
 
-    layout = init_pki(args.dir, instance=args.instance, force=args.force)
+    passphrase = _passphrase(args)
+    layout = init_pki(args.dir, instance=args.instance, force=args.force, passphrase=passphrase)
+    write_crl(layout, passphrase=passphrase)
     print(f"development PKI created in {args.dir}: CA {layout.ca_cert}")
     return 0
 
@@ -105,9 +123,57 @@ def _cmd_pki_issue(args: argparse.Namespace) -> int:
     from security import issue_member_cert
 
     issued = issue_member_cert(
-        args.dir, MemberId.parse(args.member), name=args.name, days=args.days
+        args.dir,
+        MemberId.parse(args.member),
+        name=args.name,
+        days=args.days,
+        passphrase=_passphrase(args),
+        ocsp_url=args.ocsp_url,
+        crl_url=args.crl_url,
     )
     print(f"issued {issued.cert_path} (key {issued.key_path})")
+    return 0
+
+
+def _cmd_pki_tls_client(args: argparse.Namespace) -> int:
+    from registry.identifiers import ClientId
+    from security.pki_certs import issue_tls_client_cert
+
+    issued = issue_tls_client_cert(
+        args.dir, ClientId.parse(args.client), days=args.days, passphrase=_passphrase(args)
+    )
+    print(f"issued {issued.cert_path} (key {issued.key_path})")
+    return 0
+
+
+def _cmd_pki_tls_server(args: argparse.Namespace) -> int:
+    from security.pki_certs import issue_tls_server_cert
+
+    issued = issue_tls_server_cert(
+        args.dir,
+        hosts=args.host or ("localhost", "127.0.0.1"),
+        days=args.days,
+        passphrase=_passphrase(args),
+    )
+    print(f"issued {issued.cert_path} (key {issued.key_path})")
+    return 0
+
+
+def _cmd_pki_ocsp(args: argparse.Namespace) -> int:
+    from security.pki_certs import issue_ocsp_responder_cert
+
+    issued = issue_ocsp_responder_cert(args.dir, days=args.days, passphrase=_passphrase(args))
+    print(f"issued {issued.cert_path} (key {issued.key_path})")
+    return 0
+
+
+def _cmd_pki_revoke(args: argparse.Namespace) -> int:
+    from security.pki_revoke import revocation_target, revoke
+
+    revoked = revoke(
+        args.dir, revocation_target(args.target), reason=args.reason, passphrase=_passphrase(args)
+    )
+    print(f"revoked serial {revoked.serial:x}; CRL and OCSP index updated in {args.dir}/ca")
     return 0
 
 
@@ -180,17 +246,43 @@ def _parser() -> argparse.ArgumentParser:
     pki = sub.add_parser("pki", help="development PKI").add_subparsers(
         dest="pki_command", required=True
     )
-    init = pki.add_parser("init", help="create a development CA and gateway certificate")
-    init.add_argument("--dir", type=Path, default=Path("var/pki"))
+
+    def pki_command(name: str, help_text: str, func: Any) -> argparse.ArgumentParser:
+        command = pki.add_parser(name, help=help_text)
+        command.add_argument("--dir", type=Path, default=Path("var/pki"))
+        command.add_argument(
+            "--passphrase-file",
+            type=Path,
+            help="encrypt/decrypt keys with the first line of this file "
+            "(or set OBMIN_PKI_PASSPHRASE)",
+        )
+        command.set_defaults(func=func)
+        return command
+
+    init = pki_command("init", "create a development CA and gateway keys", _cmd_pki_init)
     init.add_argument("--instance", default="SEVDEIR-TEST")
     init.add_argument("--force", action="store_true", help="replace an existing CA")
-    init.set_defaults(func=_cmd_pki_init)
-    issue = pki.add_parser("issue-member", help="issue a member signing certificate")
+    issue = pki_command("issue-member", "issue a member signing certificate", _cmd_pki_issue)
     issue.add_argument("member", help="INSTANCE/CLASS/MEMBERCODE")
     issue.add_argument("--name", required=True)
-    issue.add_argument("--dir", type=Path, default=Path("var/pki"))
     issue.add_argument("--days", type=int, default=365)
-    issue.set_defaults(func=_cmd_pki_issue)
+    issue.add_argument("--ocsp-url")
+    issue.add_argument("--crl-url")
+    client_tls = pki_command(
+        "issue-tls-client", "issue a subsystem's TLS client certificate", _cmd_pki_tls_client
+    )
+    client_tls.add_argument("client", help="INSTANCE/CLASS/MEMBERCODE/SUBSYSTEM")
+    client_tls.add_argument("--days", type=int, default=365)
+    server_tls = pki_command(
+        "issue-tls-server", "issue the gateway's TLS server certificate", _cmd_pki_tls_server
+    )
+    server_tls.add_argument("--host", action="append", help="DNS name or IP (repeatable)")
+    server_tls.add_argument("--days", type=int, default=825)
+    ocsp = pki_command("issue-ocsp", "issue an OCSP responder certificate", _cmd_pki_ocsp)
+    ocsp.add_argument("--days", type=int, default=365)
+    revoke = pki_command("revoke", "revoke a certificate (file or hex serial)", _cmd_pki_revoke)
+    revoke.add_argument("target")
+    revoke.add_argument("--reason", default="unspecified", choices=sorted(REVOCATION_REASONS))
 
     audit = sub.add_parser("audit", help="audit log tools").add_subparsers(
         dest="audit_command", required=True

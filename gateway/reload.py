@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Literal
 
 import structlog
 
+from gateway.tls import trust_registry_certs
 from registry import Registry, RegistryError, load_registry, registry_files
 from security import TrustStore
 
@@ -65,6 +66,8 @@ async def reload_registry(state: GatewayState, trigger: Trigger) -> ReloadOutcom
         state.env = dataclasses.replace(
             current, registry=registry, trust=TrustStore(registry.trust_anchors)
         )
+        if state.tls_context is not None:
+            trust_registry_certs(state.tls_context, registry)
         outcome = ReloadOutcome(True, trigger, datetime.now(UTC), digest=registry.digest)
         state.last_reload = outcome
         state.metrics.registry_reloads.labels(outcome="ok", trigger=trigger).inc()

@@ -51,6 +51,7 @@ from gateway.rest.protocol import (
     rest_request_hash,
 )
 from gateway.spool import SpooledBody, TooLarge
+from gateway.tls import check_tls_client
 from registry import ClientEntry, ClientId, ServiceEntry, ServiceId, normalise_path
 from registry.errors import InvalidIdentifier
 from security import ValidatedSigner
@@ -74,6 +75,7 @@ class RestIncoming:
     body: SpooledBody
     peer: str
     received_at: datetime
+    tls_client_cert: bytes | None = None  # DER, when the client came over HTTPS with one
 
     def header_map(self) -> dict[str, list[str]]:
         """Header values by lower-case name."""
@@ -169,12 +171,12 @@ def authenticate(
                 "unauthenticated clients are not allowed by this gateway", code="MissingSignature"
             )
         return entry, "none", None, None
-    if entry.auth != "signature":
-        raise RestError(
-            f"auth mode {entry.auth} is not available on this port", code="SslAuthenticationFailed"
-        )
+    if entry.auth in ("mtls", "signature+mtls"):
+        check_tls_client(entry, incoming.tls_client_cert)
+        if entry.auth == "mtls":
+            return entry, "mtls", None, None
     signer, digest = verify_http_signature(env, incoming, head, entry)
-    return entry, "signature", signer, digest
+    return entry, entry.auth, signer, digest
 
 
 # --- 3. and 4. ------------------------------------------------------------------------------

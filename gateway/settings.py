@@ -25,6 +25,7 @@ from gateway.errors import GatewayError
 __all__ = [
     "AdminToken",
     "AuditSettings",
+    "ClientTlsSettings",
     "KeySettings",
     "LimitSettings",
     "ListenSettings",
@@ -34,6 +35,8 @@ __all__ = [
 ]
 
 ENV_PREFIX = "OBMIN_"
+# OBMIN_ variables that are not settings: secrets and tool switches.
+NOT_SETTINGS = frozenset({"OBMIN_PKI_PASSPHRASE", "OBMIN_BENCH_PROFILE", "OBMIN_CONFIG"})
 
 
 class SettingsError(GatewayError):
@@ -49,6 +52,15 @@ class ListenSettings(_Model):
 
     host: str = "127.0.0.1"
     port: int = Field(ge=0, le=65535)
+
+
+class ClientTlsSettings(_Model):
+    """The HTTPS client port: its address and server certificate (PEM files)."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8443, ge=0, le=65535)
+    certificate: Path
+    key: Path
 
 
 class KeySettings(_Model):
@@ -90,6 +102,7 @@ class Settings(_Model):
     """Everything `obmin serve` needs to start."""
 
     client: ListenSettings = ListenSettings(port=8080)
+    client_tls: ClientTlsSettings | None = None
     admin: ListenSettings = ListenSettings(port=4000)
     admin_tokens: tuple[AdminToken, ...] = ()
     registry_dir: Path
@@ -116,12 +129,14 @@ _PATH_KEYS = (
     ("keys", "signing_key"),
     ("keys", "log_key"),
     ("audit", "path"),
+    ("client_tls", "certificate"),
+    ("client_tls", "key"),
 )
 
 
 def _apply_env(data: dict[str, Any], environ: Mapping[str, str]) -> None:
     for name, value in sorted(environ.items()):
-        if not name.upper().startswith(ENV_PREFIX) or name.upper() == "OBMIN_CONFIG":
+        if not name.upper().startswith(ENV_PREFIX) or name.upper() in NOT_SETTINGS:
             continue
         path = [p.lower() for p in name[len(ENV_PREFIX) :].split("__")]
         node = data

@@ -37,6 +37,7 @@ from gateway.soap.envelope import SoapEnvelope, parse_envelope
 from gateway.soap.mime import ProtocolError, SoapPayload, parse_content_type, split_soap_payload
 from gateway.soap.render import render_fault, request_hash, set_request_hash
 from gateway.soap.xml import XmlLimits, parse_untrusted_xml
+from gateway.tls import check_tls_client
 from registry import ClientEntry, ServiceEntry
 from registry.models import AuthMode
 from security import VerifiedSoap, sign_soap, verify_soap_signature
@@ -57,6 +58,7 @@ class IncomingRequest:
     body: bytes
     peer: str
     received_at: datetime
+    tls_client_cert: bytes | None = None  # DER, when the client came over HTTPS with one
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,7 +129,9 @@ def parse_request(incoming: IncomingRequest, limits: XmlLimits) -> ParsedRequest
 # --- 2. authenticate ------------------------------------------------------------------------
 
 
-def authenticate(env: ExchangeEnv, parsed: ParsedRequest, now: datetime) -> AuthenticatedClient:
+def authenticate(
+    env: ExchangeEnv, parsed: ParsedRequest, now: datetime, tls_client_cert: bytes | None = None
+) -> AuthenticatedClient:
     """Stage 2: the client's auth mode decides what proof is needed."""
     header = parsed.envelope.header
     assert header is not None
@@ -140,10 +144,10 @@ def authenticate(env: ExchangeEnv, parsed: ParsedRequest, now: datetime) -> Auth
                 "unauthenticated clients are not allowed by this gateway", code="MissingSignature"
             )
         return AuthenticatedClient(entry, "none", None)
-    if entry.auth != "signature":
-        raise AuthError(
-            f"auth mode {entry.auth} needs the HTTPS client port", code="SslAuthenticationFailed"
-        )
+    if entry.auth in ("mtls", "signature+mtls"):
+        check_tls_client(entry, tls_client_cert)
+        if entry.auth == "mtls":
+            return AuthenticatedClient(entry, "mtls", None)
     verified = verify_soap_signature(
         parsed.envelope.root,
         policy=entry.signature_policy,
@@ -160,7 +164,7 @@ def authenticate(env: ExchangeEnv, parsed: ParsedRequest, now: datetime) -> Auth
             f"the signing certificate does not belong to client {header.client}",
             code="IncorrectCertificate",
         )
-    return AuthenticatedClient(entry, "signature", verified)
+    return AuthenticatedClient(entry, entry.auth, verified)
 
 
 # --- 3. resolve and 4. authorise ------------------------------------------------------------
@@ -391,7 +395,9 @@ async def run_soap_exchange(env: ExchangeEnv, incoming: IncomingRequest) -> Outg
     try:
         exchange.parsed = await _cpu(size, parse_request, incoming, env.limits)  # 1
         laps.lap("parse")
-        exchange.client = await _cpu(size, authenticate, env, exchange.parsed, now)  # 2
+        exchange.client = await _cpu(  # 2
+            size, authenticate, env, exchange.parsed, now, incoming.tls_client_cert
+        )
         if exchange.client.verified is not None:  # 2b: not revoked (OCSP/CRL per anchor)
             anchors = env.registry.trust_anchor_entries
             await env.revocation.check_signer(exchange.client.verified.signer, anchors, now)

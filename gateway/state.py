@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -35,6 +36,7 @@ class GatewayState:
     last_reload: ReloadOutcome | None = None
     started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)
+    tls_context: ssl.SSLContext | None = None  # the HTTPS client port's, when it is enabled
 
     def spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
         """Start a background task owned by the gateway."""
