@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import re
 import time
 import uuid
 from collections.abc import Mapping
@@ -182,6 +183,9 @@ def authenticate(
 # --- 3. and 4. ------------------------------------------------------------------------------
 
 
+_SMUGGLED = re.compile(r"%(?:2[fF]|5[cC]|00)|\\")
+
+
 def resolve_and_authorise(
     env: ExchangeEnv, head: RestRequestHead, method: str
 ) -> tuple[ServiceEntry, str]:
@@ -196,7 +200,9 @@ def resolve_and_authorise(
         raise RestAccessError(
             f"service {head.service} is a {service.type} service, not REST", code="ServiceType"
         )
-    path = normalise_path(head.path)
+    # Encoded "/", "\" and NUL are refused outright: a provider that decodes them would
+    # see a different path than the one authorised here.
+    path = None if _SMUGGLED.search(head.path) else normalise_path(head.path)
     if path is None:
         raise RestError(
             "the request path is not a valid path (.. above the root, bad escape)",

@@ -98,9 +98,10 @@ class AccessError(GatewayError):
 # --- 1. parse -------------------------------------------------------------------------------
 
 
-def _check_soap_action(value: str | None) -> None:
-    if value is None or value == "" or value == '""':
-        return
+def _soap_action_operation(value: str | None) -> str | None:
+    """The operation a SOAPAction header names (its last URI segment), or None if empty."""
+    if value is None or value in ("", '""'):
+        return None
     quoted = value.startswith('"') and value.endswith('"') and len(value) >= 2
     inner = value[1:-1] if quoted else value
     if (
@@ -109,6 +110,23 @@ def _check_soap_action(value: str | None) -> None:
         or any(ord(c) < 0x21 or ord(c) == 0x7F for c in inner)
     ):
         raise ProtocolError("the SOAPAction header is malformed", code="InvalidSoapAction")
+    for separator in ("#", "/", ":"):
+        inner = inner.rpartition(separator)[2]
+    return inner or None
+
+
+def _check_soap_action(value: str | None, envelope: SoapEnvelope) -> None:
+    # SOAPAction spoofing: a provider that dispatches on SOAPAction must not be steered to an
+    # operation other than the one in the (checked, possibly signed) Body.
+    operation = _soap_action_operation(value)
+    if operation is None or envelope.header is None:
+        return
+    body_name = etree.QName(envelope.body_child).localname
+    if operation not in (body_name, envelope.header.service.service_code):
+        raise ProtocolError(
+            f"SOAPAction names operation {operation!r}, the Body holds {body_name!r}",
+            code="InvalidSoapAction",
+        )
 
 
 def parse_request(incoming: IncomingRequest, limits: XmlLimits) -> ParsedRequest:
@@ -117,12 +135,13 @@ def parse_request(incoming: IncomingRequest, limits: XmlLimits) -> ParsedRequest
         raise ProtocolError(
             f"HTTP method {incoming.method} is not allowed; use POST", code="InvalidHttpMethod"
         )
-    _check_soap_action(incoming.soap_action)
+    _soap_action_operation(incoming.soap_action)  # well-formed before anything else
     payload = split_soap_payload(incoming.content_type, incoming.body)
     root = parse_untrusted_xml(payload.soap, limits, what="the SOAP message")
     envelope = parse_envelope(root)
     if envelope.header is None:
         raise ProtocolError("a SOAP fault is not a request", code="InvalidSoap")
+    _check_soap_action(incoming.soap_action, envelope)
     return ParsedRequest(payload, envelope)
 
 

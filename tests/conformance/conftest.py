@@ -35,6 +35,12 @@ def base_registry(ca_cert: Path, provider_url: str) -> dict[str, Any]:
             {"id": "EE/BUSINESS/producer", "name": "Producer", "subsystems": [{"code": "subsys2"}]},
         ],
         "services": [
+            {
+                "provider": "EE/BUSINESS/producer/subsys2",
+                "code": "persons",
+                "type": "rest",
+                "url": f"{provider_url}/persons",
+            },
             *(
                 {
                     "provider": "EE/BUSINESS/producer",
@@ -53,6 +59,11 @@ def base_registry(ca_cert: Path, provider_url: str) -> dict[str, Any]:
             },
         ],
         "access": [
+            {
+                "provider": "EE/BUSINESS/producer/subsys2",
+                "service": "persons",
+                "clients": [consumer, f"{consumer}/subsys1"],
+            },
             *(
                 {
                     "provider": "EE/BUSINESS/producer",
