@@ -15,10 +15,12 @@ from cryptography.x509 import Certificate
 
 from gateway.audit import AuditStore
 from gateway.metrics import GatewayMetrics
+from gateway.ratelimit import RateLimiter
 from gateway.settings import Settings
 from gateway.soap.xml import XmlLimits
 from registry import Registry
 from security import SigningKey, TrustStore
+from security.replay import ReplayCache
 from security.revocation import RevocationChecker
 
 __all__ = ["ExchangeEnv", "GatewaySigner"]
@@ -46,3 +48,5 @@ class ExchangeEnv:
     max_clock_skew: timedelta
     metrics: GatewayMetrics
     revocation: RevocationChecker
+    replay: ReplayCache
+    rate_limiter: RateLimiter

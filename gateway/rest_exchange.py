@@ -30,6 +30,7 @@ from typing import Literal
 import aiohttp
 import structlog
 
+from gateway.admission import admit
 from gateway.audit import AuditError, AuditRecordDraft, Direction, body_digest
 from gateway.context import ExchangeEnv
 from gateway.errors import Fault, GatewayError, fault_for
@@ -39,7 +40,8 @@ from gateway.meta import (
     answer_wsdl_query,
     is_rest_metaservice,
 )
-from gateway.rest.auth import verify_http_signature
+from gateway.ratelimit import RateLimited
+from gateway.rest.auth import VerifiedRest, verify_http_signature
 from gateway.rest.protocol import (
     HOP_BY_HOP,
     UXP_HEADERS,
@@ -55,7 +57,6 @@ from gateway.spool import SpooledBody, TooLarge
 from gateway.tls import check_tls_client
 from registry import ClientEntry, ClientId, ServiceEntry, ServiceId, normalise_path
 from registry.errors import InvalidIdentifier
-from security import ValidatedSigner
 from security.digest import content_digest_header
 from security.httpsig_response import sign_response
 
@@ -161,8 +162,8 @@ class RestAccessError(GatewayError):
 
 def authenticate(
     env: ExchangeEnv, incoming: RestIncoming, head: RestRequestHead
-) -> tuple[ClientEntry, str, ValidatedSigner | None, str | None]:
-    """Stage 2: (client entry, auth mode, validated signer, signature value digest)."""
+) -> tuple[ClientEntry, str, VerifiedRest | None]:
+    """Stage 2: (client entry, auth mode, what the signature proved if the mode signs)."""
     entry = env.registry.find_client(head.client)
     if entry is None:
         raise RestError(f"client {head.client} is not registered", code="UnknownMember")
@@ -171,13 +172,12 @@ def authenticate(
             raise RestError(
                 "unauthenticated clients are not allowed by this gateway", code="MissingSignature"
             )
-        return entry, "none", None, None
+        return entry, "none", None
     if entry.auth in ("mtls", "signature+mtls"):
         check_tls_client(entry, incoming.tls_client_cert)
         if entry.auth == "mtls":
-            return entry, "mtls", None, None
-    signer, digest = verify_http_signature(env, incoming, head, entry)
-    return entry, entry.auth, signer, digest
+            return entry, "mtls", None
+    return entry, entry.auth, verify_http_signature(env, incoming, head, entry)
 
 
 # --- 3. and 4. ------------------------------------------------------------------------------
@@ -338,13 +338,23 @@ async def run_rest_exchange(
         if too_large is not None:
             raise too_large  # noqa: TRY301 - refused here so that the refusal is audited
         # 2. authenticate
-        entry, mode, signer, sig_digest = authenticate(env, incoming, head)
+        entry, mode, signed = authenticate(env, incoming, head)
         exchange.client, exchange.auth_mode = entry, mode
-        if signer is not None:  # not revoked (OCSP/CRL per anchor)
+        if signed is not None:  # not revoked (OCSP/CRL per anchor)
             anchors = env.registry.trust_anchor_entries
-            await env.revocation.check_signer(signer, anchors, incoming.received_at)
-            exchange.signer_thumbprint = signer.thumbprint_sha256
-        exchange.signature_digest = sig_digest
+            await env.revocation.check_signer(signed.signer, anchors, incoming.received_at)
+            exchange.signer_thumbprint = signed.signer.thumbprint_sha256
+            exchange.signature_digest = signed.signature_value_digest
+        await admit(  # rate limit; replay of signed messages by id (or signature if no id)
+            env,
+            entry,
+            head.message_id
+            if not head.message_id_generated or signed is None
+            else f"sig:{signed.signature_value_digest}",
+            signed_created=signed.created if signed else None,
+            signed=signed is not None,
+            now=incoming.received_at,
+        )
         # 3, 4. resolve and authorise (metaservices are answered by the gateway itself)
         meta = _is_meta_call(incoming.method, head)
         if not meta:
@@ -474,7 +484,9 @@ async def _refuse(
                 fault, exchange.request_id, accept, env.settings.fault_code_style
             )
     dialect_names = exchange.head.names if exchange.head else _default_names(exchange.incoming)
+    extra = [("Retry-After", exc.retry_after_header)] if isinstance(exc, RateLimited) else []
     headers = [
+        *extra,
         ("Content-Type", content_type),
         (dialect_names["error"], fault.full_code(env.settings.fault_code_style)),
         (dialect_names["request_id"], exchange.request_id),
@@ -536,13 +548,23 @@ async def run_global_metaservice(
             purpose_ids=(),
             consent_ref=None,
         )
-        entry, mode, signer, sig_digest = authenticate(env, incoming, head)
+        entry, mode, signed = authenticate(env, incoming, head)
         exchange.client, exchange.auth_mode = entry, mode
-        if signer is not None:  # not revoked (OCSP/CRL per anchor)
+        if signed is not None:  # not revoked (OCSP/CRL per anchor)
             anchors = env.registry.trust_anchor_entries
-            await env.revocation.check_signer(signer, anchors, incoming.received_at)
-            exchange.signer_thumbprint = signer.thumbprint_sha256
-        exchange.signature_digest = sig_digest
+            await env.revocation.check_signer(signed.signer, anchors, incoming.received_at)
+            exchange.signer_thumbprint = signed.signer.thumbprint_sha256
+            exchange.signature_digest = signed.signature_value_digest
+        await admit(  # rate limit; replay of signed messages by id (or signature if no id)
+            env,
+            entry,
+            head.message_id
+            if not head.message_id_generated or signed is None
+            else f"sig:{signed.signature_value_digest}",
+            signed_created=signed.created if signed else None,
+            signed=signed is not None,
+            now=incoming.received_at,
+        )
         body = incoming.body
         await env.audit.append(
             [

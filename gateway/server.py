@@ -20,6 +20,7 @@ from gateway.audit import AuditStore, open_audit_store
 from gateway.context import ExchangeEnv, GatewaySigner
 from gateway.errors import fault_for
 from gateway.metrics import GatewayMetrics
+from gateway.ratelimit import MemoryRateLimiter, RateLimiter, RedisRateLimiter
 from gateway.reload import watch_registry
 from gateway.rest_exchange import (
     GlobalMeta,
@@ -37,6 +38,7 @@ from gateway.state import STATE, GatewayState
 from registry import load_registry
 from security import TrustStore, load_certificate, load_private_key
 from security.pki_keys import pki_passphrase
+from security.replay import MemoryReplayCache, RedisReplayCache, ReplayCache
 from security.revocation import RevocationChecker, RevocationConfig
 
 __all__ = ["create_client_app"]
@@ -50,6 +52,8 @@ def _build_env(
     session: aiohttp.ClientSession,
     metrics: GatewayMetrics,
     revocation: RevocationChecker,
+    replay: ReplayCache,
+    rate_limiter: RateLimiter,
 ) -> ExchangeEnv:
     registry = load_registry(settings.registry_dir)
     signer = GatewaySigner(
@@ -69,6 +73,8 @@ def _build_env(
         max_clock_skew=timedelta(seconds=settings.max_clock_skew_seconds),
         metrics=metrics,
         revocation=revocation,
+        replay=replay,
+        rate_limiter=rate_limiter,
     )
 
 
@@ -82,16 +88,37 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     try:
         # One checker for the process: its OCSP/CRL caches outlive registry reloads.
         revocation = RevocationChecker(session, RevocationConfig())
-        state.env = _build_env(settings, audit, session, state.metrics, revocation)
+        replay, rate_limiter = _shared_state(settings)
+        state.env = _build_env(
+            settings, audit, session, state.metrics, revocation, replay, rate_limiter
+        )
         _record_static_metrics(state)
         if settings.registry_watch_seconds:
             state.spawn(watch_registry(state, settings.registry_watch_seconds), "registry-watch")
         yield
     finally:
         await state.cancel_tasks()
+        if state.env is not None:
+            await state.env.replay.aclose()
+            await state.env.rate_limiter.aclose()
         state.env = None
         await session.close()
         await audit.close()
+
+
+def _shared_state(settings: Settings) -> tuple[ReplayCache, RateLimiter]:
+    """Replay cache and rate limiter: in this process, or in Redis for several processes."""
+    shared = settings.shared_state
+    if shared.backend == "redis":
+        return (
+            RedisReplayCache(shared.redis_url, key_prefix=f"{shared.key_prefix}replay:"),
+            RedisRateLimiter(
+                shared.redis_url,
+                key_prefix=f"{shared.key_prefix}rate:",
+                fail_open=shared.rate_limit_fail_open,
+            ),
+        )
+    return MemoryReplayCache(), MemoryRateLimiter()
 
 
 def _record_static_metrics(state: GatewayState) -> None:

@@ -31,6 +31,7 @@ __all__ = [
     "ListenSettings",
     "Settings",
     "SettingsError",
+    "SharedStateSettings",
     "load_settings",
 ]
 
@@ -90,6 +91,15 @@ class AuditSettings(_Model):
     checkpoint_every_records: int = Field(default=1000, gt=0)
 
 
+class SharedStateSettings(_Model):
+    """Where the replay cache and rate limits live: this process, or Redis shared by several."""
+
+    backend: Literal["memory", "redis"] = "memory"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    key_prefix: str = "obmin:"
+    rate_limit_fail_open: bool = False  # Redis down: refuse (default) or let requests pass
+
+
 class LimitSettings(_Model):
     """Bounds on what peers may send."""
 
@@ -110,6 +120,7 @@ class Settings(_Model):
     keys: KeySettings
     audit: AuditSettings = AuditSettings()
     limits: LimitSettings = LimitSettings()
+    shared_state: SharedStateSettings = SharedStateSettings()
     allow_unauthenticated_clients: bool = False
     fault_code_style: Literal["legacy", "modern"] = "legacy"
     max_clock_skew_seconds: int = Field(default=300, gt=0)

@@ -28,6 +28,7 @@ from typing import Any, TypeVar
 import structlog
 from lxml import etree
 
+from gateway.admission import admit
 from gateway.audit import AuditError, AuditRecordDraft, Direction, body_fields
 from gateway.context import ExchangeEnv
 from gateway.errors import Fault, GatewayError, fault_for
@@ -417,9 +418,18 @@ async def run_soap_exchange(env: ExchangeEnv, incoming: IncomingRequest) -> Outg
         exchange.client = await _cpu(  # 2
             size, authenticate, env, exchange.parsed, now, incoming.tls_client_cert
         )
-        if exchange.client.verified is not None:  # 2b: not revoked (OCSP/CRL per anchor)
+        verified = exchange.client.verified
+        if verified is not None:  # 2b: not revoked (OCSP/CRL per anchor)
             anchors = env.registry.trust_anchor_entries
-            await env.revocation.check_signer(exchange.client.verified.signer, anchors, now)
+            await env.revocation.check_signer(verified.signer, anchors, now)
+        await admit(  # 2c: rate limit, replay
+            env,
+            exchange.client.entry,
+            exchange.parsed.envelope.header.id if exchange.parsed.envelope.header else "",
+            signed_created=verified.timestamp_created if verified else None,
+            signed=verified is not None,
+            now=now,
+        )
         laps.lap("authenticate")
         header = exchange.parsed.envelope.header
         assert header is not None

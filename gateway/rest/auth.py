@@ -8,6 +8,8 @@ the body was spooled.
 from __future__ import annotations
 
 import hmac
+from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from cryptography import x509
@@ -25,7 +27,7 @@ from security.httpsig_base import HttpRequestView
 if TYPE_CHECKING:
     from gateway.rest_exchange import RestIncoming
 
-__all__ = ["verify_http_signature"]
+__all__ = ["VerifiedRest", "verify_http_signature"]
 
 
 def _check_body(stated: ContentDigest | None, incoming: RestIncoming) -> None:
@@ -45,10 +47,19 @@ def _check_body(stated: ContentDigest | None, incoming: RestIncoming) -> None:
         raise InvalidContentDigest("the Content-Digest names no sha-256 or sha-512 digest")
 
 
+@dataclass(frozen=True, slots=True)
+class VerifiedRest:
+    """What stage 2 learnt from a REST request's signature."""
+
+    signer: ValidatedSigner
+    signature_value_digest: str
+    created: datetime
+
+
 def verify_http_signature(
     env: ExchangeEnv, incoming: RestIncoming, head: RestRequestHead, entry: ClientEntry
-) -> tuple[ValidatedSigner, str]:
-    """Verify the request's signature; return (the validated signer, signature value digest).
+) -> VerifiedRest:
+    """Verify the request's signature and the body's digest; return the validated signer.
 
     The ``keyid`` must name a certificate registered (pinned) for this client, and that
     certificate must still chain to a trust anchor and be valid now.
@@ -75,4 +86,4 @@ def verify_http_signature(
     verified = verify_request_signature(view, policy, by_keyid.get, incoming.received_at)
     signer = validate_signer(verified.certificate, [], env.trust, incoming.received_at)
     _check_body(verified.content_digest, incoming)
-    return signer, verified.signature_value_digest
+    return VerifiedRest(signer, verified.signature_value_digest, verified.created)

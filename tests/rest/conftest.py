@@ -120,6 +120,11 @@ async def rest_gateway(
                 "subsystems": [
                     {"code": "TESTCLIENT", "auth": "none"},
                     {"code": "OTHER", "auth": "none"},
+                    {
+                        "code": "LIMITED",
+                        "auth": "none",
+                        "rate_limit": {"per_second": 0.01, "burst": 1},
+                    },
                     {"code": "TESTSERVICE"},
                     {
                         "code": "SIGNED",
@@ -142,7 +147,7 @@ async def rest_gateway(
             {
                 "provider": "DEV/COM/222/TESTSERVICE",
                 "service": "petstore",
-                "clients": [CLIENT, SIGNED],
+                "clients": [CLIENT, SIGNED, "DEV/COM/222/LIMITED"],
             },
             {
                 "provider": "DEV/COM/222/TESTSERVICE",

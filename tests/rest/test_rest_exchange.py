@@ -176,3 +176,12 @@ async def test_oversize_rest_body_is_refused(rest_gateway: RestDeployment) -> No
     assert response.status == 413
     assert response.headers["X-Road-Error"] == "Client.MessageTooLarge"
     assert rest_gateway.provider.requests == []
+
+
+async def test_rate_limited_client_gets_429_with_retry_after(rest_gateway: RestDeployment) -> None:
+    headers = {"X-Road-Client": "DEV/COM/222/LIMITED"}
+    assert (await rest_gateway.client.get(f"{R1}/pet/1", headers=headers)).status == 200
+    limited = await rest_gateway.client.get(f"{R1}/pet/1", headers=headers)
+    assert limited.status == 429
+    assert limited.headers["X-Road-Error"] == "Client.RateLimited"
+    assert int(limited.headers["Retry-After"]) >= 1
