@@ -26,6 +26,8 @@ from security.pki import (
     load_certificate,
     load_private_key,
 )
+from security.replay import MemoryReplayCache, RedisReplayCache, ReplayCache, replay_key
+from security.revocation import RevocationChecker, RevocationConfig
 from security.wssec import SignaturePolicy, VerifiedSoap, verify_soap_signature
 from security.wssign import sign_soap
 
@@ -35,9 +37,14 @@ __all__ = [
     "IssuedCert",
     "KeyType",
     "KeyUsageProfile",
+    "MemoryReplayCache",
     "MissingSignature",
     "PkiError",
     "PkiLayout",
+    "RedisReplayCache",
+    "ReplayCache",
+    "RevocationChecker",
+    "RevocationConfig",
     "SecurityError",
     "SignaturePolicy",
     "SigningError",
@@ -51,6 +58,7 @@ __all__ = [
     "issue_member_cert",
     "load_certificate",
     "load_private_key",
+    "replay_key",
     "sign_soap",
     "validate_signer",
     "verify_soap_signature",
