@@ -16,6 +16,7 @@ import multiprocessing
 import statistics
 import sys
 import time
+import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -93,7 +94,7 @@ def _messages(pki_dir: object, count: int) -> list[bytes]:
         body = etree.Element(f"{{{NS}}}getPerson", nsmap={"p": NS})
         etree.SubElement(body, f"{{{NS}}}rnokpp").text = "1234567890"
         etree.SubElement(body, f"{{{NS}}}note").text = "x" * 600
-        envelope = build_soap_request(CLIENT, SERVICE, body, message_id=f"bench-{i}")
+        envelope = build_soap_request(CLIENT, SERVICE, body, message_id=f"bench-{i}-{uuid.uuid4()}")
         signed = sign_soap(envelope, key=key, certificate=certificate, now=datetime.now(UTC))
         messages.append(etree.tostring(signed, xml_declaration=True, encoding="UTF-8"))
     return messages

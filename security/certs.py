@@ -49,7 +49,7 @@ class TrustStore:
     Immutable after construction; build a new one when the registry is reloaded.
     """
 
-    __slots__ = ("_anchors", "_intermediates", "_store")
+    __slots__ = ("_anchors", "_intermediates", "_store", "validated")
 
     def __init__(
         self,
@@ -59,6 +59,12 @@ class TrustStore:
         self._anchors: tuple[x509.Certificate, ...] = tuple(anchors)
         self._intermediates: tuple[x509.Certificate, ...] = tuple(intermediates)
         self._store: verification.Store | None = None
+        # Successful validations, reused while ``now`` stays inside every certificate's
+        # validity on the path: the outcome depends on nothing else (revocation is separate).
+        self.validated: dict[
+            tuple[x509.Certificate, tuple[x509.Certificate, ...]],
+            tuple[ValidatedSigner, datetime, datetime],
+        ] = {}
         if self._anchors:
             try:
                 self._store = verification.Store(list(self._anchors))
@@ -194,6 +200,30 @@ def validate_signer(
     if now.tzinfo is None:
         raise CertValidation("validation time must be timezone-aware")
     at = now.astimezone(UTC)
+    key = (cert, tuple(intermediates))
+    cached = trust.validated.get(key)
+    if cached is not None and cached[1] <= at <= cached[2]:
+        return cached[0]
+    signer = _validate(cert, intermediates, trust, at)
+    if len(trust.validated) >= _CACHE_SIZE:
+        trust.validated.clear()
+    trust.validated[key] = (
+        signer,
+        max(c.not_valid_before_utc for c in signer.chain),
+        min(c.not_valid_after_utc for c in signer.chain),
+    )
+    return signer
+
+
+_CACHE_SIZE = 4096
+
+
+def _validate(
+    cert: x509.Certificate,
+    intermediates: Sequence[x509.Certificate],
+    trust: TrustStore,
+    at: datetime,
+) -> ValidatedSigner:
     # 1. The end entity itself: validity, usage, key strength (specific messages).
     if at < cert.not_valid_before_utc:
         raise CertValidation(
