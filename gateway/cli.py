@@ -50,12 +50,14 @@ def _configure_logging(level: str) -> None:
 async def _serve(settings: Settings) -> None:
     from gateway.admin import create_admin_app
     from gateway.reload import reload_registry
-    from gateway.server import create_client_app
+    from gateway.server import client_server_options, create_client_app
     from gateway.state import GatewayState
     from gateway.tls import server_ssl_context
 
     state = GatewayState(settings)
-    client = web.AppRunner(create_client_app(settings, state), handle_signals=False)
+    client = web.AppRunner(
+        create_client_app(settings, state), handle_signals=False, **client_server_options(settings)
+    )
     admin = web.AppRunner(create_admin_app(state), handle_signals=False)
     await client.setup()
     await admin.setup()

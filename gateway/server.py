@@ -11,12 +11,13 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import aiohttp
 import structlog
 from aiohttp import web
 
-from gateway.audit import AuditStore, open_audit_store
+from gateway.audit import AuditStore, Checkpointer, open_audit_store
 from gateway.context import ExchangeEnv, GatewaySigner
 from gateway.errors import fault_for
 from gateway.metrics import GatewayMetrics
@@ -41,7 +42,7 @@ from security.pki_keys import pki_passphrase
 from security.replay import MemoryReplayCache, RedisReplayCache, ReplayCache
 from security.revocation import RevocationChecker, RevocationConfig
 
-__all__ = ["create_client_app"]
+__all__ = ["client_server_options", "create_client_app"]
 
 log = structlog.get_logger("obmin.server")
 
@@ -84,8 +85,14 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     if settings.allow_unauthenticated_clients:
         log.warning("unauthenticated clients are allowed: use only for tests and development")
     audit = await open_audit_store(settings.audit)
+    checkpointer: Checkpointer | None = None
     session = aiohttp.ClientSession(auto_decompress=False)
     try:
+        if settings.keys.log_key is not None:  # signed checkpoints of the audit log (SPEC 8)
+            checkpointer = Checkpointer.from_settings(
+                audit, settings.audit, settings.keys.log_key, pki_passphrase(os.environ)
+            )
+            await checkpointer.start()
         # One checker for the process: its OCSP/CRL caches outlive registry reloads.
         revocation = RevocationChecker(session, RevocationConfig())
         replay, rate_limiter = _shared_state(settings)
@@ -102,8 +109,20 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
             await state.env.replay.aclose()
             await state.env.rate_limiter.aclose()
         state.env = None
+        if checkpointer is not None:
+            await checkpointer.stop()  # a final checkpoint covering every record
         await session.close()
         await audit.close()
+
+
+def client_server_options(settings: Settings) -> dict[str, Any]:
+    """HTTP parser limits of the client port: header count and header line size."""
+    limits = settings.limits
+    return {
+        "max_headers": limits.max_header_count,
+        "max_field_size": limits.max_header_bytes,
+        "max_line_size": limits.max_header_bytes,
+    }
 
 
 def _shared_state(settings: Settings) -> tuple[ReplayCache, RateLimiter]:

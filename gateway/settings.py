@@ -106,6 +106,9 @@ class LimitSettings(_Model):
     max_request_bytes: int = Field(default=10 * 1024 * 1024, gt=0)
     max_response_bytes: int = Field(default=50 * 1024 * 1024, gt=0)
     max_xml_depth: int = Field(default=64, gt=4)
+    max_attachments: int = Field(default=32, ge=0)
+    max_header_count: int = Field(default=100, gt=0)
+    max_header_bytes: int = Field(default=8190, gt=256)  # one header line (name and value)
 
 
 class Settings(_Model):

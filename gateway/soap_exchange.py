@@ -130,14 +130,18 @@ def _check_soap_action(value: str | None, envelope: SoapEnvelope) -> None:
         )
 
 
-def parse_request(incoming: IncomingRequest, limits: XmlLimits) -> ParsedRequest:
+def parse_request(
+    incoming: IncomingRequest, limits: XmlLimits, max_attachments: int = 32
+) -> ParsedRequest:
     """Stage 1: from HTTP request to a checked X-Road envelope."""
     if incoming.method != "POST":
         raise ProtocolError(
             f"HTTP method {incoming.method} is not allowed; use POST", code="InvalidHttpMethod"
         )
     _soap_action_operation(incoming.soap_action)  # well-formed before anything else
-    payload = split_soap_payload(incoming.content_type, incoming.body)
+    payload = split_soap_payload(
+        incoming.content_type, incoming.body, max_attachments=max_attachments
+    )
     root = parse_untrusted_xml(payload.soap, limits, what="the SOAP message")
     envelope = parse_envelope(root)
     if envelope.header is None:
@@ -413,7 +417,9 @@ async def run_soap_exchange(env: ExchangeEnv, incoming: IncomingRequest) -> Outg
     laps = _Laps(env)
     request_logged = False
     try:
-        exchange.parsed = await _cpu(size, parse_request, incoming, env.limits)  # 1
+        exchange.parsed = await _cpu(  # 1
+            size, parse_request, incoming, env.limits, env.settings.limits.max_attachments
+        )
         laps.lap("parse")
         exchange.client = await _cpu(  # 2
             size, authenticate, env, exchange.parsed, now, incoming.tls_client_cert

@@ -140,7 +140,9 @@ def _parse_part(raw: bytes) -> MimePart:
     return MimePart(headers=headers, content=content)
 
 
-def split_soap_payload(content_type: str | None, body: bytes) -> SoapPayload:
+def split_soap_payload(
+    content_type: str | None, body: bytes, *, max_attachments: int = 32
+) -> SoapPayload:
     """Find the SOAP envelope in a request or response body.
 
     ``text/xml`` bodies are the envelope; ``multipart/related`` bodies carry it as their first
@@ -165,6 +167,11 @@ def split_soap_payload(content_type: str | None, body: bytes) -> SoapPayload:
     if not body.strip():
         raise ProtocolError("multipart message has no SOAP part", code="MissingSoap")
     parts = _split_parts(body, boundary)
+    if len(parts) > max_attachments + 1:
+        raise ProtocolError(
+            f"the message has {len(parts) - 1} attachments; at most {max_attachments} are accepted",
+            code="MessageTooLarge",
+        )
     if not parts:
         raise ProtocolError("multipart message has no SOAP part", code="MissingSoap")
     for part in parts:

@@ -7,8 +7,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
+from aiohttp.test_utils import TestServer
 from lxml import etree
 
+from gateway.server import client_server_options, create_client_app
+from gateway.settings import Settings
+from tests.conformance.conftest import base_registry
 from tests.conformance.test_xroad_proxy_vectors import QUERIES, VECTORS
 from tests.support import GatewayFactory, ProviderBehaviour
 
@@ -69,5 +74,43 @@ async def test_oversize_request_is_refused(make_gateway: GatewayFactory) -> None
     response = await client.post("/", data=io.BytesIO(huge), headers=HEADERS)
     assert _code(await response.read()) == "Client.MessageTooLarge"
     # ... and the next legitimate request is still served.
+    ok = await client.post("/", data=(QUERIES / "missing-body.query").read_bytes(), headers=HEADERS)
+    assert _code(await ok.read()) == "Client.MissingBody"
+
+
+async def test_too_many_attachments_are_refused(make_gateway: GatewayFactory) -> None:
+    client = await make_gateway(ProviderBehaviour())
+    envelope = (QUERIES / "getstate.query").read_bytes()
+    parts = [b"--B\r\nContent-Type: text/xml\r\n\r\n" + envelope]
+    parts += [b"\r\n--B\r\nContent-Type: text/plain\r\n\r\nx"] * 40
+    body = b"".join(parts) + b"\r\n--B--\r\n"
+    response = await client.post(
+        "/", data=body, headers={"Content-Type": "multipart/related; boundary=B"}
+    )
+    assert _code(await response.read()) == "Client.MessageTooLarge"
+
+
+async def test_header_flood_is_refused_by_the_http_parser(
+    dev_pki: Path, tmp_path: Path, aiohttp_client: Any
+) -> None:
+    (tmp_path / "registry").mkdir()
+    registry = base_registry(dev_pki / "ca" / "ca.crt", "http://127.0.0.1:9")
+    (tmp_path / "registry" / "r.yaml").write_text(yaml.safe_dump(registry), encoding="utf-8")
+    settings = Settings.model_validate(
+        {
+            "registry_dir": tmp_path / "registry",
+            "keys": {
+                "signing_certificate": dev_pki / "gateway" / "sign.crt",
+                "signing_key": dev_pki / "gateway" / "sign.key",
+            },
+            "audit": {"path": tmp_path / "audit.db"},
+        }
+    )
+    server = TestServer(create_client_app(settings), **client_server_options(settings))
+    client = await aiohttp_client(server)
+    flood = {f"X-Flood-{i}": "x" for i in range(150)}
+    assert (await client.post("/", data=b"<a/>", headers=flood)).status == 400
+    long_header = {"X-Long": "x" * 9000}
+    assert (await client.post("/", data=b"<a/>", headers=long_header)).status == 400
     ok = await client.post("/", data=(QUERIES / "missing-body.query").read_bytes(), headers=HEADERS)
     assert _code(await ok.read()) == "Client.MissingBody"
