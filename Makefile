@@ -19,6 +19,7 @@ install: $(STAMP)
 # Development PKI under var/pki, created once: CA, gateway key, the example client's key.
 pki: install
 	@test -f var/pki/ca/ca.crt || $(BIN)/obmin pki init --dir var/pki
+	@test -f var/pki/gateway/log.key || $(BIN)/obmin pki log-key --dir var/pki
 	@test -f var/pki/members/12345678/sign.crt || $(BIN)/obmin pki issue-member \
 		SEVDEIR-TEST/GOV/12345678 --name "Ministry of Social Policy" --dir var/pki
 

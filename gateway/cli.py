@@ -137,6 +137,19 @@ def _cmd_pki_issue(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_pki_log_key(args: argparse.Namespace) -> int:
+    from security import PkiLayout
+    from security.pki_keys import new_key, write_key
+
+    layout = PkiLayout(args.dir)
+    if layout.log_key.exists():
+        print(f"{layout.log_key} exists; left as it is")
+        return 0
+    write_key(layout.log_key, new_key("ed25519"), _passphrase(args))
+    print(f"audit log key written to {layout.log_key}")
+    return 0
+
+
 def _cmd_pki_tls_client(args: argparse.Namespace) -> int:
     from registry.identifiers import ClientId
     from security.pki_certs import issue_tls_client_cert
@@ -192,6 +205,16 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
     settings = load_settings(args.config)
     return asyncio.run(run_demo(settings, pki_dir=args.pki))
+
+
+def _cmd_audit_verify(args: argparse.Namespace) -> int:
+    from gateway.audit import verify_log_cli
+    from security.pki_keys import pki_passphrase
+
+    settings = load_settings(args.config)
+    code, output = verify_log_cli(settings, vkey=args.vkey, passphrase=pki_passphrase(os.environ))
+    print(output)
+    return code
 
 
 def _cmd_audit_query(args: argparse.Namespace) -> int:
@@ -270,6 +293,7 @@ def _parser() -> argparse.ArgumentParser:
     issue.add_argument("--days", type=int, default=365)
     issue.add_argument("--ocsp-url")
     issue.add_argument("--crl-url")
+    pki_command("log-key", "create the audit log's Ed25519 key if it is missing", _cmd_pki_log_key)
     client_tls = pki_command(
         "issue-tls-client", "issue a subsystem's TLS client certificate", _cmd_pki_tls_client
     )
@@ -289,6 +313,12 @@ def _parser() -> argparse.ArgumentParser:
     audit = sub.add_parser("audit", help="audit log tools").add_subparsers(
         dest="audit_command", required=True
     )
+    verify = audit.add_parser("verify", help="recompute the log's Merkle tree, check checkpoints")
+    verify.add_argument("-c", "--config", type=Path, default=DEFAULT_CONFIG)
+    verify.add_argument(
+        "--vkey", help="the log's verifier key (name+id+key); default: keys.log_key"
+    )
+    verify.set_defaults(func=_cmd_audit_verify)
     query = audit.add_parser("query", help="list audit records")
     query.add_argument("-c", "--config", type=Path, default=DEFAULT_CONFIG)
     query.add_argument("--request-id")

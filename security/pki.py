@@ -13,6 +13,7 @@ Layout under the PKI directory::
     ca/index.txt                         every issued certificate, OpenSSL ``ca`` index format
     ca/crl.pem  ca/crlnumber             the CA's CRL (``security.pki_revoke``)
     gateway/sign.crt  gateway/sign.key   the gateway's own signing certificate (RSA-2048)
+    gateway/log.key                      the gateway's audit log key (Ed25519, signs checkpoints)
     gateway/tls.crt  gateway/tls.key     the gateway's TLS server certificate
     members/MEMBERCODE/sign.crt|key      member signing certificates (RSA-2048 by default)
     members/MEMBERCODE/SUBSYSTEM/tls.*   TLS client certificates of subsystems
@@ -105,6 +106,11 @@ class PkiLayout:
     def gateway_key(self) -> Path:
         """The gateway's signing key."""
         return self.root / "gateway" / "sign.key"
+
+    @property
+    def log_key(self) -> Path:
+        """The gateway's audit log key (Ed25519): it signs the log's checkpoints."""
+        return self.root / "gateway" / "log.key"
 
     def member_dir(self, member: MemberId) -> Path:
         """The default directory of a member's signing certificate and key."""
@@ -226,7 +232,8 @@ def init_pki(
     force: bool = False,
     passphrase: bytes | None = None,
 ) -> PkiLayout:
-    """Create a development CA and the gateway's signing certificate under ``directory``.
+    """Create a development CA, the gateway's signing certificate and its audit log key
+    (Ed25519, ``gateway/log.key``) under ``directory``.
 
     Refuses (`PkiError`) to replace an existing CA unless ``force`` is true: every
     certificate issued by the old CA would silently stop being trusted. The keys are
@@ -253,6 +260,7 @@ def init_pki(
         _write_cert(layout.ca_cert, ca_cert)
         _write_key(layout.gateway_key, gateway_key, passphrase)
         _write_cert(layout.gateway_cert, gateway_cert)
+        _write_key(layout.log_key, _new_key("ed25519"), passphrase)
         # A replaced CA starts a new database and CRL: the old ones name another issuer.
         for stale in (layout.ca_index, layout.ca_crl, layout.ca_crl_number):
             stale.unlink(missing_ok=True)

@@ -1,29 +1,53 @@
-"""The tamper-evident audit log (SPEC 8): records, stores, and the ``obmin audit`` tools.
+"""The tamper-evident audit log (SPEC 8): records, stores, checkpoints and ``obmin audit``.
 
 The pipeline builds an `AuditRecordDraft` per direction (`body_fields` fills the body
 evidence) and awaits `AuditStore.append`, which returns once the records are durable or
 raises `AuditError` (``Server.ClientProxy.LoggingFailed``). Each record's canonical JSON is
-an RFC 9162 leaf (`leaf_hash`), ready for the Merkle tree and signed checkpoints.
+an RFC 9162 leaf (`leaf_hash`); a `Checkpointer` signs the tree head as a C2SP checkpoint
+every few seconds and every N records; `verify_log` recomputes everything and names the
+first bad record.
 """
 
-from gateway.audit.errors import AuditError, InvalidAuditQuery, InvalidAuditRecord
+from gateway.audit.bodies import BodyFields, body_digest, body_fields
+from gateway.audit.checkpoint import Checkpoint, VerifierKey, sign_checkpoint, verify_checkpoint
+from gateway.audit.checkpointer import Checkpointer, load_log_key
+from gateway.audit.errors import (
+    AuditError,
+    InvalidAuditQuery,
+    InvalidAuditRecord,
+    InvalidCheckpoint,
+    InvalidProof,
+)
+from gateway.audit.merkle import (
+    CompactRange,
+    consistency_proof,
+    inclusion_proof,
+    root_hash,
+    verify_consistency,
+    verify_inclusion,
+)
 from gateway.audit.records import (
     RECORD_VERSION,
     AuditRecord,
     AuditRecordDraft,
-    BodyFields,
     Dialect,
     Direction,
     ExchangeProtocol,
     Outcome,
-    body_digest,
-    body_fields,
+    check_canonical,
     format_time,
     leaf_hash,
 )
 from gateway.audit.report import RecordFormat, format_records, open_audit_store, query_records_cli
 from gateway.audit.sqlite_store import SqliteAuditStore
-from gateway.audit.store import MAX_QUERY_LIMIT, AuditStats, AuditStore
+from gateway.audit.store import (
+    MAX_QUERY_LIMIT,
+    AuditStats,
+    AuditStore,
+    CheckpointStore,
+    StoredCheckpoint,
+)
+from gateway.audit.verify import VerifyReport, verify_log, verify_log_cli
 
 __all__ = [
     "MAX_QUERY_LIMIT",
@@ -34,19 +58,39 @@ __all__ = [
     "AuditStats",
     "AuditStore",
     "BodyFields",
+    "Checkpoint",
+    "CheckpointStore",
+    "Checkpointer",
+    "CompactRange",
     "Dialect",
     "Direction",
     "ExchangeProtocol",
     "InvalidAuditQuery",
     "InvalidAuditRecord",
+    "InvalidCheckpoint",
+    "InvalidProof",
     "Outcome",
     "RecordFormat",
     "SqliteAuditStore",
+    "StoredCheckpoint",
+    "VerifierKey",
+    "VerifyReport",
     "body_digest",
     "body_fields",
+    "check_canonical",
+    "consistency_proof",
     "format_records",
     "format_time",
+    "inclusion_proof",
     "leaf_hash",
+    "load_log_key",
     "open_audit_store",
     "query_records_cli",
+    "root_hash",
+    "sign_checkpoint",
+    "verify_checkpoint",
+    "verify_consistency",
+    "verify_inclusion",
+    "verify_log",
+    "verify_log_cli",
 ]

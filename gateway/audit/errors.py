@@ -2,9 +2,12 @@
 
 ::
 
-    AuditError             LoggingFailed  the log cannot be written or read (fail closed)
-     ├── InvalidAuditRecord InternalError  a draft or a stored row breaks the record format
-     └── InvalidAuditQuery  InvalidQuery   a query asks for something the store cannot answer
+    AuditError             LoggingFailed      the log cannot be written or read (fail closed)
+     ├── InvalidAuditRecord InternalError      a draft or a stored row breaks the record format
+     ├── InvalidAuditQuery  InvalidQuery       a query asks for something the store cannot answer
+     ├── InvalidProof       InvalidProof       a Merkle proof does not prove what it claims
+     └── InvalidCheckpoint  InvalidCheckpoint  a checkpoint is malformed, or its signature or
+                                               origin is not the one expected
 
 The gateway turns ``LoggingFailed`` into ``Server.ClientProxy.LoggingFailed``: a request is
 never forwarded, and a response never returned, unless its record is durable.
@@ -14,7 +17,13 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-__all__ = ["AuditError", "InvalidAuditQuery", "InvalidAuditRecord"]
+__all__ = [
+    "AuditError",
+    "InvalidAuditQuery",
+    "InvalidAuditRecord",
+    "InvalidCheckpoint",
+    "InvalidProof",
+]
 
 
 class AuditError(Exception):
@@ -37,3 +46,16 @@ class InvalidAuditQuery(AuditError):
     """A query's parameters are out of range (for example a limit of zero)."""
 
     code: ClassVar[str] = "InvalidQuery"
+
+
+class InvalidProof(AuditError):
+    """An inclusion or consistency proof is malformed or does not verify (RFC 9162)."""
+
+    code: ClassVar[str] = "InvalidProof"
+
+
+class InvalidCheckpoint(AuditError):
+    """A checkpoint (C2SP signed note) is malformed, unsigned by the expected key, or for
+    another log (origin)."""
+
+    code: ClassVar[str] = "InvalidCheckpoint"

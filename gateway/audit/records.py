@@ -27,24 +27,23 @@ import re
 import uuid
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
-from typing import Any, Final, Literal, TypedDict, get_args
+from typing import Any, Final, Literal, get_args
 
 import orjson
 
 from gateway.audit.errors import InvalidAuditRecord
+from gateway.audit.merkle import hash_leaf
 from registry.models import AuditBody, AuthMode
 
 __all__ = [
     "RECORD_VERSION",
     "AuditRecord",
     "AuditRecordDraft",
-    "BodyFields",
     "Dialect",
     "Direction",
     "ExchangeProtocol",
     "Outcome",
-    "body_digest",
-    "body_fields",
+    "check_canonical",
     "format_time",
     "leaf_hash",
 ]
@@ -57,13 +56,15 @@ Outcome = Literal["ok", "fault"]
 RECORD_VERSION: Final = 1
 _MAX_INT: Final = 2**53 - 1  # JCS: integers must be exact as IEEE-754 doubles
 _TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z")
-_CHOICES: Final[dict[str, frozenset[str]]] = {
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+_SHA512_B64 = re.compile(r"[A-Za-z0-9+/]{86}==")  # base64 of exactly 64 bytes
+_CHOICES: Final[dict[str, frozenset[str | None]]] = {
     "direction": frozenset(get_args(Direction)),
     "protocol": frozenset(get_args(ExchangeProtocol)),
-    "dialect": frozenset(get_args(Dialect)),
+    "dialect": frozenset((*get_args(Dialect), None)),
     "outcome": frozenset(get_args(Outcome)),
     "body_policy": frozenset(get_args(AuditBody)),
-    "auth_mode": frozenset(get_args(AuthMode)),
+    "auth_mode": frozenset((*get_args(AuthMode), None)),
 }
 # Optional free-text fields: any Unicode text that UTF-8 can encode.
 _TEXT_FIELDS: Final = (
@@ -86,20 +87,104 @@ def _bad(message: str) -> InvalidAuditRecord:
     return InvalidAuditRecord(f"invalid audit record: {message}")
 
 
-def _check_text(name: str, value: object, *, optional: bool) -> None:
-    if value is None and optional:
-        return
-    if not isinstance(value, str):
-        raise _bad(f"{name} must be a string, got {type(value).__name__}")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError as exc:  # lone surrogates (e.g. undecodable header bytes)
-        raise _bad(f"{name} is not valid Unicode text") from exc
-
-
 def _check_int(name: str, value: object, low: int, high: int) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+    if type(value) is not int or not low <= value <= high:
         raise _bad(f"{name} must be an integer from {low} to {high}, got {value!r}")
+
+
+def _check_encodable(name: str, value: object) -> None:
+    """Strings built in Python may hold lone surrogates, which UTF-8 (and JSON) cannot carry."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:  # e.g. undecodable header bytes
+            raise _bad(f"{name} is not valid Unicode text") from exc
+
+
+def _check_document(document: dict[str, Any]) -> None:
+    """Every rule of the record format, on the JSON form of a record (the one validator).
+
+    Drafts are checked on the document they will serialise to, stored rows on the document
+    they parse to, so a record read back is held to exactly the rules it was written under.
+    The common path is a handful of type tests and three regular expressions.
+    """
+    for name in _TEXT_FIELDS:
+        value = document[name]
+        if value is not None and type(value) is not str:
+            raise _bad(f"{name} must be a string, got {type(value).__name__}")
+    for name in ("request_id", "peer"):
+        if type(document[name]) is not str:
+            raise _bad(f"{name} must be a string, got {type(document[name]).__name__}")
+    if not _UUID.fullmatch(document["request_id"]):
+        _explain_request_id(document["request_id"])
+    for name, allowed in _CHOICES.items():
+        value = document[name]
+        if (value is not None and type(value) is not str) or value not in allowed:
+            raise _bad(f"{name} must be one of {sorted(map(str, allowed))}, got {value!r}")
+    time = document["time"]
+    if type(time) is not str or not _TIME.fullmatch(time):
+        raise _bad(f"time {time!r} is not YYYY-MM-DDTHH:MM:SS.ffffffZ")
+    purposes = document["purpose_ids"]
+    if type(purposes) is not list:
+        raise _bad("purpose_ids must be a list")
+    for purpose in purposes:
+        if type(purpose) is not str:
+            raise _bad(f"purpose_ids[] must be a string, got {type(purpose).__name__}")
+    size = document["size"]
+    if type(size) is not int or not 0 <= size <= _MAX_INT:
+        _check_int("size", size, 0, _MAX_INT)
+    if document["http_status"] is not None:
+        _check_int("http_status", document["http_status"], 100, 599)
+    if document["fault_code"] is not None and document["outcome"] != "fault":
+        raise _bad("a record with a fault_code must have outcome 'fault'")
+    _check_digest(document["body_policy"], document["body_digest"])
+    duration = document["duration_us"]
+    if duration is not None:
+        _check_int("duration_us", duration, 0, _MAX_INT)
+        if document["direction"] != "response":
+            raise _bad("only a response record has a duration")
+
+
+def _explain_request_id(value: str) -> None:
+    try:
+        canonical_id = str(uuid.UUID(value))
+    except ValueError as exc:
+        raise _bad(f"request_id {value!r} is not a UUID") from exc
+    if canonical_id != value:
+        raise _bad(f"request_id {value!r} is not in lower-case UUID form")
+
+
+def _check_digest(policy: object, digest: object) -> None:
+    if policy == "none":
+        if digest is not None:
+            raise _bad("policy 'none' records neither the body nor its digest")
+        return
+    if digest is None:
+        raise _bad(f"policy {policy!r} requires body_digest")
+    if type(digest) is not str:
+        raise _bad(f"body_digest must be a string, got {type(digest).__name__}")
+    if _SHA512_B64.fullmatch(digest):
+        return
+    try:
+        raw = base64.b64decode(digest, validate=True)
+    except binascii.Error as exc:
+        raise _bad("body_digest is not base64") from exc
+    if len(raw) != hashlib.sha512().digest_size:
+        raise _bad("body_digest is not a SHA-512 digest")
+
+
+def _check_body(body: object, policy: str, size: int) -> None:
+    """The body stored beside a record (it is not part of the canonical JSON)."""
+    if body is None:
+        return
+    if not isinstance(body, bytes):
+        raise _bad("body must be bytes")
+    if policy == "none":
+        raise _bad("policy 'none' records neither the body nor its digest")
+    if policy != "plain":
+        raise _bad(f"a body may be stored only under policy 'plain', not {policy!r}")
+    if len(body) != size:
+        raise _bad(f"size {size} does not match the stored body ({len(body)} bytes)")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -142,72 +227,43 @@ class AuditRecordDraft:
     duration_ms: float | None = None
 
     def __post_init__(self) -> None:
+        # What JSON cannot express is checked here; everything else on the JSON document.
         if not isinstance(self.time, datetime) or self.time.utcoffset() is None:
             raise _bad("time must be a timezone-aware datetime")
         try:
             object.__setattr__(self, "time", self.time.astimezone(UTC))
         except OverflowError as exc:
             raise _bad(f"time {self.time!r} is out of range in UTC") from exc
-        for name, allowed in _CHOICES.items():
-            value = getattr(self, name)
-            if not (value in allowed or (value is None and name in ("dialect", "auth_mode"))):
-                raise _bad(f"{name} must be one of {sorted(allowed)}, got {value!r}")
-        _check_text("request_id", self.request_id, optional=False)
-        try:
-            canonical_id = str(uuid.UUID(self.request_id))
-        except ValueError as exc:
-            raise _bad(f"request_id {self.request_id!r} is not a UUID") from exc
-        if canonical_id != self.request_id:
-            raise _bad(f"request_id {self.request_id!r} is not in lower-case UUID form")
-        _check_text("peer", self.peer, optional=False)
-        for name in _TEXT_FIELDS:
-            _check_text(name, getattr(self, name), optional=True)
         if not isinstance(self.purpose_ids, tuple):
             raise _bad("purpose_ids must be a tuple of strings")
+        for name in _ENCODED_FIELDS:
+            _check_encodable(name, getattr(self, name))
         for purpose in self.purpose_ids:
-            _check_text("purpose_ids[]", purpose, optional=False)
-        _check_int("size", self.size, 0, _MAX_INT)
-        self._check_digest_and_body()
-        if self.http_status is not None:
-            _check_int("http_status", self.http_status, 100, 599)
-        if self.fault_code is not None and self.outcome != "fault":
-            raise _bad("a record with a fault_code must have outcome 'fault'")
+            _check_encodable("purpose_ids[]", purpose)
         self._normalise_duration()
-
-    def _check_digest_and_body(self) -> None:
-        if self.body_policy == "none":
-            if self.body_digest is not None or self.body is not None:
-                raise _bad("policy 'none' records neither the body nor its digest")
-            return
-        if self.body_digest is None:
-            raise _bad(f"policy {self.body_policy!r} requires body_digest")
-        _check_text("body_digest", self.body_digest, optional=False)
-        try:
-            raw = base64.b64decode(self.body_digest, validate=True)
-        except binascii.Error as exc:
-            raise _bad("body_digest is not base64") from exc
-        if len(raw) != hashlib.sha512().digest_size:
-            raise _bad("body_digest is not a SHA-512 digest")
-        if self.body is None:
-            return
-        if not isinstance(self.body, bytes):
-            raise _bad("body must be bytes")
-        if self.body_policy != "plain":
-            raise _bad(f"a body may be stored only under policy 'plain', not {self.body_policy!r}")
-        if len(self.body) != self.size:
-            raise _bad(f"size {self.size} does not match the stored body ({len(self.body)} bytes)")
+        _check_document(self._document())
+        _check_body(self.body, self.body_policy, self.size)
 
     def _normalise_duration(self) -> None:
         duration = self.duration_ms
         if duration is None:
             return
-        if self.direction != "response":
-            raise _bad("only a response record has a duration")
         if isinstance(duration, bool) or not isinstance(duration, int | float):
             raise _bad("duration_ms must be a number")
         if not math.isfinite(duration) or not 0 <= duration * 1000 <= _MAX_INT:
             raise _bad(f"duration_ms {duration!r} is out of range")
         object.__setattr__(self, "duration_ms", round(duration * 1000) / 1000)
+
+    def _document(self) -> dict[str, Any]:
+        """The JSON document of this record, without ``v`` and ``seq``."""
+        duration_us = None if self.duration_ms is None else round(self.duration_ms * 1000)
+        document: dict[str, Any] = {
+            "time": format_time(self.time),
+            "duration_us": duration_us,
+            "purpose_ids": list(self.purpose_ids),
+        }
+        document.update(zip(_JSON_PLAIN_FIELDS, _plain_values(self), strict=True))
+        return document
 
     def to_record(self, seq: int) -> AuditRecord:
         """The record this draft becomes once the store has assigned ``seq``."""
@@ -238,15 +294,9 @@ class AuditRecord(AuditRecordDraft):
         Every field except ``body`` (see the module docstring), plus the format version
         ``v``; ``time`` as ``YYYY-MM-DDTHH:MM:SS.ffffffZ``; ``duration_us`` as an integer.
         """
-        duration_us = None if self.duration_ms is None else round(self.duration_ms * 1000)
-        document: dict[str, object] = {
-            "v": RECORD_VERSION,
-            "seq": self.seq,
-            "time": format_time(self.time),
-            "duration_us": duration_us,
-            "purpose_ids": list(self.purpose_ids),
-        }
-        document.update(zip(_JSON_PLAIN_FIELDS, _plain_values(self), strict=True))
+        document = self._document()
+        document["v"] = RECORD_VERSION
+        document["seq"] = self.seq
         return orjson.dumps(document, option=orjson.OPT_SORT_KEYS)
 
     @classmethod
@@ -256,27 +306,57 @@ class AuditRecord(AuditRecordDraft):
         Raises `InvalidAuditRecord` when the JSON is not a record of this format version:
         a stored row that fails here is corruption or tampering.
         """
-        try:
-            document = orjson.loads(canonical)
-        except orjson.JSONDecodeError as exc:
-            raise _bad(f"stored record is not JSON: {exc}") from exc
-        if not isinstance(document, dict):
-            raise _bad("stored record is not a JSON object")
-        if document.get("v") != RECORD_VERSION:
-            raise _bad(f"unsupported record version {document.get('v')!r}")
-        if document.keys() != _JSON_KEYS:
-            missing = sorted(_JSON_KEYS - document.keys())
-            unexpected = sorted(document.keys() - _JSON_KEYS)
-            raise _bad(f"stored record has missing keys {missing}, unexpected keys {unexpected}")
-        values: dict[str, Any] = {name: document[name] for name in _JSON_PLAIN_FIELDS}
-        values["seq"] = document["seq"]
-        values["time"] = _parse_time(document["time"])
-        values["duration_ms"] = _parse_duration(document["duration_us"])
-        purposes = document["purpose_ids"]
-        if not isinstance(purposes, list):
-            raise _bad("purpose_ids must be a list")
-        values["purpose_ids"] = tuple(purposes)
-        return cls(**values, body=body)
+        document, time = _load_document(canonical)
+        _check_body(body, document["body_policy"], document["size"])
+        record = object.__new__(cls)
+        for name in _JSON_PLAIN_FIELDS:
+            object.__setattr__(record, name, document[name])
+        object.__setattr__(record, "seq", document["seq"])
+        object.__setattr__(record, "time", time)
+        duration = document["duration_us"]
+        object.__setattr__(record, "duration_ms", None if duration is None else duration / 1000)
+        object.__setattr__(record, "purpose_ids", tuple(document["purpose_ids"]))
+        object.__setattr__(record, "body", body)
+        return record
+
+
+def _load_document(canonical: bytes) -> tuple[dict[str, Any], datetime]:
+    """Parse and validate a stored record's JSON (not yet known to be canonical)."""
+    try:
+        document = orjson.loads(canonical)
+    except orjson.JSONDecodeError as exc:
+        raise _bad(f"stored record is not JSON: {exc}") from exc
+    if type(document) is not dict:
+        raise _bad("stored record is not a JSON object")
+    if document.get("v") != RECORD_VERSION:
+        raise _bad(f"unsupported record version {document.get('v')!r}")
+    if document.keys() != _JSON_KEYS:
+        missing = sorted(_JSON_KEYS - document.keys())
+        unexpected = sorted(document.keys() - _JSON_KEYS)
+        raise _bad(f"stored record has missing keys {missing}, unexpected keys {unexpected}")
+    seq = document["seq"]
+    if type(seq) is not int or not 0 <= seq <= _MAX_INT:
+        _check_int("seq", seq, 0, _MAX_INT)
+    _check_document(document)
+    return document, _parse_time(document["time"])
+
+
+def check_canonical(canonical: bytes, seq: int) -> dict[str, Any]:
+    """Check that stored bytes are exactly the canonical JSON of a valid record ``seq``.
+
+    Equivalent to ``AuditRecord.from_row(canonical)`` succeeding with ``.seq == seq`` and
+    ``.to_canonical_json() == canonical``, without building the record (the verifier's hot
+    path). Returns the parsed document; raises `InvalidAuditRecord` naming what is wrong.
+    """
+    document, _ = _load_document(canonical)
+    if document["seq"] != seq:
+        raise _bad(f"the record stored at seq {seq} says seq {document['seq']}")
+    duration = document["duration_us"]
+    if duration is not None and round(duration / 1000 * 1000) != duration:
+        raise _bad(f"duration_us {duration} does not survive the conversion to milliseconds")
+    if orjson.dumps(document, option=orjson.OPT_SORT_KEYS) != canonical:
+        raise _bad("the stored bytes are not the record's canonical JSON")
+    return document
 
 
 _DRAFT_FIELDS: Final = tuple(f.name for f in fields(AuditRecordDraft))
@@ -290,6 +370,7 @@ _plain_values: Final = operator.attrgetter(*_JSON_PLAIN_FIELDS)
 _JSON_KEYS: Final = frozenset(
     {*_JSON_PLAIN_FIELDS, "v", "seq", "time", "duration_us", "purpose_ids"}
 )
+_ENCODED_FIELDS: Final = (*_TEXT_FIELDS, "request_id", "peer")
 
 
 def format_time(value: datetime) -> str:
@@ -297,53 +378,15 @@ def format_time(value: datetime) -> str:
     return value.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
-def _parse_time(value: object) -> datetime:
-    if not isinstance(value, str) or not _TIME.fullmatch(value):
-        raise _bad(f"time {value!r} is not YYYY-MM-DDTHH:MM:SS.ffffffZ")
+def _parse_time(value: str) -> datetime:
+    """A time already matched against ``_TIME``, as an aware UTC datetime."""
     try:
-        return datetime.fromisoformat(value[:-1]).replace(tzinfo=UTC)
+        return datetime.fromisoformat(value)  # Python 3.11 reads the "Z" as UTC
     except ValueError as exc:
         raise _bad(f"time {value!r} is not a valid date and time") from exc
-
-
-def _parse_duration(value: object) -> float | None:
-    if value is None:
-        return None
-    _check_int("duration_us", value, 0, _MAX_INT)
-    assert isinstance(value, int)
-    return value / 1000
 
 
 def leaf_hash(record: AuditRecord | bytes) -> bytes:
     """RFC 9162 leaf hash: SHA-256(0x00 || canonical JSON) of a record (or of its JSON)."""
     canonical = record.to_canonical_json() if isinstance(record, AuditRecord) else record
-    return hashlib.sha256(b"\x00" + canonical).digest()
-
-
-def body_digest(data: bytes) -> str:
-    """Base64 SHA-512 of a body's bytes, as recorded in ``body_digest``."""
-    return base64.b64encode(hashlib.sha512(data).digest()).decode("ascii")
-
-
-class BodyFields(TypedDict):
-    """The body-related fields of a draft, filled consistently by `body_fields`."""
-
-    size: int
-    body_digest: str | None
-    body: bytes | None
-    body_policy: AuditBody
-
-
-def body_fields(body: bytes, policy: AuditBody) -> BodyFields:
-    """Size, digest and (under policy ``plain`` only) the body, for ``AuditRecordDraft(**...)``.
-
-    ``none`` keeps the size only: a digest of a short body (a personal code) could be
-    guessed by brute force. ``digest`` keeps the SHA-512; ``encrypted`` keeps only the digest
-    too until the key configuration exists — storing less than asked, never more.
-    """
-    return BodyFields(
-        size=len(body),
-        body_digest=None if policy == "none" else body_digest(body),
-        body=body if policy == "plain" else None,
-        body_policy=policy,
-    )
+    return hash_leaf(canonical)

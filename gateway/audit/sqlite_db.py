@@ -17,15 +17,21 @@ import contextlib
 import os
 import sqlite3
 from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Final
 
+from gateway.audit.checkpoint import Checkpoint
 from gateway.audit.errors import AuditError, InvalidAuditRecord
+from gateway.audit.merkle import HASH_SIZE, CompactRange
 from gateway.audit.records import AuditRecord, AuditRecordDraft, format_time, leaf_hash
+from gateway.audit.store import StoredCheckpoint
 
 __all__ = ["SCHEMA_VERSION", "SqliteLog"]
 
-SCHEMA_VERSION: Final = 1
+# 1: records and meta. 2: checkpoints (a version 1 file is migrated in place when a
+# writable store opens it; readers accept both).
+SCHEMA_VERSION: Final = 2
 
 _SCHEMA: Final = (
     """CREATE TABLE IF NOT EXISTS records (
@@ -45,6 +51,22 @@ _SCHEMA: Final = (
     "CREATE INDEX IF NOT EXISTS records_client ON records (client, seq)",
     "CREATE INDEX IF NOT EXISTS records_service ON records (service, seq)",
     "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+)
+_SCHEMA_V2: Final = (
+    """CREATE TABLE IF NOT EXISTS checkpoints (
+        tree_size INTEGER PRIMARY KEY,
+        root BLOB NOT NULL,
+        note TEXT NOT NULL,
+        created TEXT NOT NULL,
+        compact_range BLOB NOT NULL
+    )""",
+)
+_INSERT_CHECKPOINT: Final = (
+    "INSERT INTO checkpoints (tree_size, root, note, created, compact_range) VALUES (?, ?, ?, ?, ?)"
+)
+_LATEST_CHECKPOINT: Final = (
+    "SELECT tree_size, root, note, created, compact_range FROM checkpoints"
+    " ORDER BY tree_size DESC LIMIT 1"
 )
 _INSERT: Final = (
     "INSERT INTO records (seq, request_id, message_id, client, service, time, direction,"
@@ -115,7 +137,7 @@ class SqliteLog:
             conn.execute("PRAGMA synchronous=FULL")
             self._ensure_schema(conn)
         (version,) = conn.execute("PRAGMA user_version").fetchone()
-        if version != SCHEMA_VERSION:
+        if version != SCHEMA_VERSION and (self.writable or version != 1):
             raise AuditError(
                 f"{self.path} is not an obmin audit log of schema version {SCHEMA_VERSION}"
                 f" (found {version})"
@@ -125,8 +147,9 @@ class SqliteLog:
         conn.execute("BEGIN IMMEDIATE")
         try:
             (version,) = conn.execute("PRAGMA user_version").fetchone()
-            if version == 0:
-                for statement in _SCHEMA:
+            steps = {0: (*_SCHEMA, *_SCHEMA_V2), 1: _SCHEMA_V2}.get(version)
+            if steps is not None:  # a new file, or one to migrate (in the same transaction)
+                for statement in steps:
                     conn.execute(statement)
                 conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
             conn.execute("COMMIT")
@@ -182,6 +205,33 @@ class SqliteLog:
             self.close()
             raise AuditError(f"the audit database {self.path} is not writable: {exc}") from exc
 
+    def add_checkpoint(self, stored: StoredCheckpoint) -> None:
+        """Insert a checkpoint durably; refuses one for more records than the log holds."""
+        checkpoint = stored.checkpoint
+        row = (
+            checkpoint.size,
+            checkpoint.root,
+            checkpoint.note,
+            format_time(stored.created),
+            b"".join(stored.compact_range.hashes),
+        )
+        conn = self.connect()
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                (size,) = conn.execute("SELECT coalesce(max(seq) + 1, 0) FROM records").fetchone()
+                if checkpoint.size <= size:
+                    conn.execute(_INSERT_CHECKPOINT, row)
+                conn.execute("COMMIT")
+            except BaseException:
+                _rollback(conn)
+                raise
+        except sqlite3.Error as exc:
+            self.close()
+            raise AuditError(f"cannot store a checkpoint in {self.path}: {exc}") from exc
+        if checkpoint.size > size:
+            raise AuditError(f"refused a checkpoint of size {checkpoint.size} for {size} records")
+
     # --- reads -----------------------------------------------------------------------------
 
     def select(
@@ -220,6 +270,30 @@ class SqliteLog:
         ((size,),) = self._read("SELECT coalesce(max(seq) + 1, 0) FROM records", [])
         assert isinstance(size, int)
         return size
+
+    def leaf_hashes(self, start: int, end: int) -> list[bytes]:
+        """The stored leaf hashes of records ``start`` to ``end - 1`` (a `LeafSource`).
+
+        Fewer when the log ends before ``end``; raises `InvalidAuditRecord` when a record
+        in the range is missing (deleted) or its stored hash is not 32 bytes.
+        """
+        rows = self._read(
+            "SELECT seq, leaf_hash FROM records WHERE seq >= ? AND seq < ? ORDER BY seq",
+            [start, end],
+        )
+        hashes: list[bytes] = []
+        for expected, (seq, value) in enumerate(rows, start):
+            if seq != expected:
+                raise InvalidAuditRecord(f"audit record {expected} is missing from the log")
+            if not isinstance(value, bytes) or len(value) != HASH_SIZE:
+                raise InvalidAuditRecord(f"the stored leaf hash of record {seq} is not 32 bytes")
+            hashes.append(value)
+        return hashes
+
+    def latest_checkpoint(self) -> StoredCheckpoint | None:
+        """The stored checkpoint of the largest tree size, if any."""
+        rows = self._read(_LATEST_CHECKPOINT, [])
+        return _stored_checkpoint(rows[0]) if rows else None
 
     def _read(self, sql: str, params: list[object]) -> list[tuple[object, ...]]:
         conn = self.connect()
@@ -270,3 +344,26 @@ def _rollback(conn: sqlite3.Connection) -> None:
     if conn.in_transaction:
         with contextlib.suppress(sqlite3.Error):
             conn.execute("ROLLBACK")
+
+
+def _stored_checkpoint(row: tuple[object, ...]) -> StoredCheckpoint:
+    size, root, note, created, compact = row
+    if not (
+        isinstance(size, int)
+        and isinstance(root, bytes)
+        and isinstance(note, str)
+        and isinstance(created, str)
+        and isinstance(compact, bytes)
+    ):
+        raise InvalidAuditRecord("a stored checkpoint row has the wrong column types")
+    hashes = [compact[i : i + HASH_SIZE] for i in range(0, len(compact), HASH_SIZE)]
+    try:
+        when = datetime.fromisoformat(created)
+    except ValueError as exc:
+        raise InvalidAuditRecord(f"checkpoint {size} has a bad creation time") from exc
+    try:
+        compact_range = CompactRange(size, hashes)
+    except AuditError as exc:
+        raise InvalidAuditRecord(f"checkpoint {size} has a bad compact range: {exc}") from exc
+    checkpoint = Checkpoint(origin=note.split("\n", 1)[0], size=size, root=root, note=note)
+    return StoredCheckpoint(checkpoint=checkpoint, created=when, compact_range=compact_range)

@@ -14,6 +14,7 @@ stops them and closes both connections. Nothing here blocks the event loop.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -23,10 +24,11 @@ from typing import TypeVar
 
 import structlog
 
+from gateway.audit import merkle
 from gateway.audit.errors import AuditError, InvalidAuditQuery
 from gateway.audit.records import AuditRecord, AuditRecordDraft
 from gateway.audit.sqlite_db import SqliteLog
-from gateway.audit.store import MAX_QUERY_LIMIT, AuditStats
+from gateway.audit.store import MAX_QUERY_LIMIT, AuditStats, StoredCheckpoint
 
 __all__ = ["SqliteAuditStore"]
 
@@ -76,6 +78,8 @@ class SqliteAuditStore:
         self._closed = False
         self._records = 0
         self._last_commit: float | None = None
+        self._listeners: list[Callable[[int], None]] = []
+        self._nodes = merkle.NodeCache()  # used on the reader's thread only
 
     # --- lifetime --------------------------------------------------------------------------
 
@@ -165,13 +169,37 @@ class SqliteAuditStore:
             error = AuditError(f"internal error in the audit writer: {exc!r}")
         else:
             self._last_commit = time.perf_counter() - started
-            self._records += sum(len(call) for call in calls)
+            committed = sum(len(call) for call in calls)
+            self._records += committed
             for pending, records in zip(batch, results, strict=True):
                 if not pending.done.done():  # the caller may have been cancelled
                     pending.done.set_result(records)
+            self._notify(committed)
             return
         log.error("audit commit failed", path=str(self.path), reason=str(error))
         _fail(batch, error)
+
+    def add_commit_listener(self, listener: Callable[[int], None]) -> None:
+        """Call ``listener(records)`` on the event loop after each successful commit."""
+        self._listeners.append(listener)
+
+    def remove_commit_listener(self, listener: Callable[[int], None]) -> None:
+        """Stop calling ``listener``; no error if it was not registered."""
+        with contextlib.suppress(ValueError):
+            self._listeners.remove(listener)
+
+    def _notify(self, committed: int) -> None:
+        for listener in list(self._listeners):
+            try:
+                listener(committed)
+            except Exception:  # a listener's bug must not fail the commit that succeeded
+                log.exception("audit commit listener failed")
+
+    async def add_checkpoint(self, stored: StoredCheckpoint) -> None:
+        """Make a signed checkpoint durable (on the writer's thread, between commits)."""
+        if self._closed or self._write_pool is None:
+            raise AuditError(f"the audit store {self.path} is not open")
+        await self._call(self._write_pool, lambda: self._writer.add_checkpoint(stored))
 
     async def check_writable(self) -> bool:
         """Whether a write transaction can be started now (``/readyz``); never raises."""
@@ -231,6 +259,35 @@ class SqliteAuditStore:
     async def count(self) -> int:
         """The log's size: records ever appended (= the next sequence number)."""
         return await self._call(self._read_pool_or_fail(), self._reader.size)
+
+    async def leaf_hashes(self, start: int, limit: int) -> list[bytes]:
+        """Stored leaf hashes of records ``start`` onwards, at most ``limit`` (fewer at the
+        end of the log); raises `AuditError` when a record is missing."""
+        return await self._call(
+            self._read_pool_or_fail(), lambda: self._reader.leaf_hashes(start, start + limit)
+        )
+
+    async def latest_checkpoint(self) -> StoredCheckpoint | None:
+        """The stored checkpoint of the largest tree size, if any."""
+        return await self._call(self._read_pool_or_fail(), self._reader.latest_checkpoint)
+
+    async def inclusion_proof(self, index: int, tree_size: int) -> list[bytes]:
+        """RFC 9162 inclusion proof of record ``index`` in the tree of ``tree_size`` records.
+
+        Reads the leaf hashes of the tree range by range on the reader's thread; the hashes
+        of large perfect subtrees are kept, so later proofs read only the newest leaves.
+        """
+        return await self._call(
+            self._read_pool_or_fail(),
+            lambda: merkle.inclusion_proof(self._reader, index, tree_size, self._nodes),
+        )
+
+    async def consistency_proof(self, old_size: int, new_size: int) -> list[bytes]:
+        """RFC 9162 consistency proof between the trees of ``old_size`` and ``new_size``."""
+        return await self._call(
+            self._read_pool_or_fail(),
+            lambda: merkle.consistency_proof(self._reader, old_size, new_size, self._nodes),
+        )
 
     def _read_pool_or_fail(self) -> ThreadPoolExecutor:
         if self._closed or self._read_pool is None:

@@ -8,13 +8,17 @@ gaps, in commit order: they are the leaf indexes of the log's Merkle tree.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Protocol
 
+from gateway.audit.checkpoint import Checkpoint
+from gateway.audit.errors import InvalidCheckpoint
+from gateway.audit.merkle import CompactRange
 from gateway.audit.records import AuditRecord, AuditRecordDraft
 
-__all__ = ["MAX_QUERY_LIMIT", "AuditStats", "AuditStore"]
+__all__ = ["MAX_QUERY_LIMIT", "AuditStats", "AuditStore", "CheckpointStore", "StoredCheckpoint"]
 
 MAX_QUERY_LIMIT = 10_000
 
@@ -29,7 +33,53 @@ class AuditStats:
     last_commit_seconds: float | None
 
 
-class AuditStore(Protocol):
+@dataclass(frozen=True, slots=True)
+class StoredCheckpoint:
+    """A signed checkpoint as the store keeps it.
+
+    ``created`` is when the gateway signed it (not part of the signed note);
+    ``compact_range`` is the tree state at ``checkpoint.size``, so that the next checkpoint
+    continues from it instead of re-reading the log. Neither is trusted by the verifier,
+    which recomputes the tree from the records.
+    """
+
+    checkpoint: Checkpoint
+    created: datetime
+    compact_range: CompactRange
+
+    def __post_init__(self) -> None:
+        if self.compact_range.size != self.checkpoint.size:
+            raise InvalidCheckpoint("the compact range and the checkpoint differ in size")
+
+
+class CheckpointStore(Protocol):
+    """What the `Checkpointer` needs from a store: new leaves, and a place for checkpoints."""
+
+    def add_commit_listener(self, listener: Callable[[int], None]) -> None:
+        """Call ``listener(records)`` on the event loop after each commit of new records."""
+        ...
+
+    def remove_commit_listener(self, listener: Callable[[int], None]) -> None:
+        """Stop calling ``listener`` (no error if it was not registered)."""
+        ...
+
+    async def leaf_hashes(self, start: int, limit: int) -> list[bytes]:
+        """The leaf hashes of records ``start`` onwards, at most ``limit``, in order.
+
+        Fewer than ``limit`` means the log ends there; raises `AuditError` on a gap.
+        """
+        ...
+
+    async def latest_checkpoint(self) -> StoredCheckpoint | None:
+        """The checkpoint of the largest tree size, if any."""
+        ...
+
+    async def add_checkpoint(self, stored: StoredCheckpoint) -> None:
+        """Make a new checkpoint durable; raises `AuditError` if it cannot."""
+        ...
+
+
+class AuditStore(CheckpointStore, Protocol):
     """An append-only store of audit records, used from the event loop (never blocks it)."""
 
     async def open(self) -> None:
@@ -64,6 +114,14 @@ class AuditStore(Protocol):
         Ordered by ``seq``, oldest first; ``after_seq`` is the cursor for the next page.
         With ``newest_first``, the newest records come first and ``after_seq`` is ignored.
         """
+        ...
+
+    async def inclusion_proof(self, index: int, tree_size: int) -> list[bytes]:
+        """RFC 9162 inclusion proof of record ``index`` in the tree of ``tree_size`` records."""
+        ...
+
+    async def consistency_proof(self, old_size: int, new_size: int) -> list[bytes]:
+        """RFC 9162 consistency proof from the tree of ``old_size`` to that of ``new_size``."""
         ...
 
     async def count(self) -> int:

@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from gateway.audit import SqliteAuditStore
 
@@ -25,3 +26,9 @@ async def store(db_path: Path) -> AsyncIterator[SqliteAuditStore]:
         yield audit
     finally:
         await audit.close()
+
+
+@pytest.fixture
+def log_key() -> Ed25519PrivateKey:
+    """A fresh Ed25519 log key (what ``obmin pki init`` writes to ``gateway/log.key``)."""
+    return Ed25519PrivateKey.generate()

@@ -103,7 +103,7 @@ async def test_a_file_that_is_not_an_audit_log_is_refused(tmp_path: Path) -> Non
     with sqlite3.connect(foreign) as conn:
         conn.execute("PRAGMA user_version = 42")
     conn.close()
-    with pytest.raises(AuditError, match="schema version 1 \\(found 42\\)"):
+    with pytest.raises(AuditError, match="schema version 2 \\(found 42\\)"):
         await SqliteAuditStore(foreign).open()
 
 

@@ -22,6 +22,7 @@ from gateway.audit import (
     InvalidAuditRecord,
     body_digest,
     body_fields,
+    check_canonical,
     leaf_hash,
 )
 from tests.audit.drafts import make_draft
@@ -219,3 +220,30 @@ def test_canonical_json_round_trip(record: AuditRecord) -> None:
     assert rebuilt.to_canonical_json() == canonical
     assert canonical == _jcs(orjson.loads(canonical))  # what an independent JCS gives
     assert leaf_hash(rebuilt) == leaf_hash(record)
+
+
+@given(_records())
+def test_check_canonical_agrees_with_from_row(record: AuditRecord) -> None:
+    canonical = record.to_canonical_json()
+    document = check_canonical(canonical, record.seq)
+    assert document == orjson.loads(canonical)
+    assert AuditRecord.from_row(canonical).to_canonical_json() == canonical
+
+
+@pytest.mark.parametrize(
+    ("mutate", "reason"),
+    [
+        (lambda c: orjson.dumps(orjson.loads(c), option=orjson.OPT_INDENT_2), "canonical JSON"),
+        (lambda c: c.replace(b'"auth_mode"', b' "auth_mode"', 1), "canonical JSON"),
+        (lambda c: json.dumps(orjson.loads(c)).encode(), "canonical JSON"),  # unsorted, spaced
+        (lambda c: c.replace(b'"seq":7', b'"seq":8'), "says seq 8"),
+        (
+            lambda c: c.replace(b'"direction":"response"', b'"direction":"request"'),
+            "only a response",
+        ),
+    ],
+)
+def test_check_canonical_refuses_other_bytes(mutate: Any, reason: str) -> None:
+    canonical = make_draft(direction="response").to_record(7).to_canonical_json()
+    with pytest.raises(InvalidAuditRecord, match=reason):
+        check_canonical(mutate(canonical), 7)

@@ -1,0 +1,222 @@
+"""The checkpointer: signs the log's tree head every few seconds and every N records.
+
+It keeps the tree state — a `CompactRange` over the leaves checkpointed so far — and on
+each checkpoint reads only the leaf hashes appended since the last one. The state is saved
+with each checkpoint, so after a restart it continues from the latest checkpoint (once its
+signature and root check out) instead of re-reading the log.
+
+Lifetime: `start` loads the state and starts one background task, kept by reference;
+`stop` cancels it and signs a final checkpoint covering everything appended. Hashing a
+large catch-up runs in a worker thread, never on the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Final
+
+import structlog
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from gateway.audit.checkpoint import Checkpoint, sign_checkpoint, verify_checkpoint
+from gateway.audit.errors import AuditError
+from gateway.audit.merkle import CompactRange
+from gateway.audit.store import CheckpointStore, StoredCheckpoint
+from security import SecurityError, load_private_key
+
+if TYPE_CHECKING:
+    from gateway.settings import AuditSettings
+
+__all__ = ["Checkpointer", "load_log_key"]
+
+log = structlog.get_logger("obmin.audit")
+
+_CHUNK: Final = 65_536  # leaf hashes read (and hashed in a thread) at a time
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def load_log_key(path: Path, passphrase: bytes | None = None) -> Ed25519PrivateKey:
+    """Read the gateway's Ed25519 log key (PEM PKCS#8, encrypted when ``passphrase`` is
+    given, as the development PKI writes it); raises `AuditError`."""
+    try:
+        key = load_private_key(path, passphrase)
+    except SecurityError as exc:
+        raise AuditError(f"cannot load the audit log key: {exc}") from exc
+    if not isinstance(key, Ed25519PrivateKey):
+        raise AuditError(f"the audit log key {path} is not an Ed25519 key")
+    return key
+
+
+class Checkpointer:
+    """Signs C2SP checkpoints of one store's log with the gateway's log key.
+
+    A checkpoint is signed when ``every_records`` records have been committed since the
+    last one, or ``interval_seconds`` after the last one if the log has grown since; never
+    twice for the same size. ``key_name`` (the note signer's name) defaults to ``origin``.
+    ``clock`` gives the creation time kept beside each checkpoint.
+    """
+
+    def __init__(
+        self,
+        store: CheckpointStore,
+        key: Ed25519PrivateKey,
+        *,
+        origin: str,
+        key_name: str | None = None,
+        interval_seconds: float = 5.0,
+        every_records: int = 1000,
+        clock: Callable[[], datetime] = _utc_now,
+    ) -> None:
+        self._store = store
+        self._key = key
+        self.origin = origin
+        self.key_name = key_name or origin
+        self._interval = interval_seconds
+        self._every = max(1, every_records)
+        self._clock = clock
+        self._compact: CompactRange | None = None
+        self._latest: Checkpoint | None = None
+        self._stored_size: int | None = None  # of the newest stored checkpoint, ours or not
+        self._pending = 0
+        self._wake = asyncio.Event()
+        self._lock = asyncio.Lock()
+        self._task: asyncio.Task[None] | None = None
+        self._inflight: asyncio.Task[Checkpoint | None] | None = None
+
+    @classmethod
+    def from_settings(
+        cls,
+        store: CheckpointStore,
+        settings: AuditSettings,
+        log_key: Path,
+        passphrase: bytes | None = None,
+    ) -> Checkpointer:
+        """A checkpointer configured by the ``audit`` settings and the log key file."""
+        return cls(
+            store,
+            load_log_key(log_key, passphrase),
+            origin=settings.origin,
+            interval_seconds=settings.checkpoint_interval_seconds,
+            every_records=settings.checkpoint_every_records,
+        )
+
+    @property
+    def latest(self) -> Checkpoint | None:
+        """The newest checkpoint signed or loaded by this checkpointer."""
+        return self._latest
+
+    # --- lifetime --------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Load the tree state, sign a checkpoint if the log grew, start the timer task."""
+        if self._task is not None:
+            raise AuditError("the checkpointer was already started")
+        await self._load_state()
+        self._store.add_commit_listener(self._on_commit)
+        await self.checkpoint()
+        self._task = asyncio.create_task(self._run(), name="obmin-audit-checkpointer")
+
+    async def stop(self) -> Checkpoint | None:
+        """Stop the timer task and sign a final checkpoint; returns the latest checkpoint.
+
+        A failure of the final checkpoint is logged, not raised: the gateway is stopping.
+        """
+        self._store.remove_commit_listener(self._on_commit)
+        if self._compact is None:  # never started (or its start failed): nothing to flush
+            return None
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self._inflight is not None:  # a checkpoint the timer started, shielded from cancel
+            with contextlib.suppress(AuditError):
+                await self._inflight
+        try:
+            await self.checkpoint()
+        except AuditError as exc:
+            log.exception("final audit checkpoint failed", reason=str(exc))
+        return self._latest
+
+    def _on_commit(self, records: int) -> None:
+        self._pending += records
+        if self._pending >= self._every:
+            self._wake.set()
+
+    async def _run(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self._interval)
+            self._wake.clear()
+            # Shielded: a stop() during the commit must not leave a stored checkpoint that
+            # this object does not know about.
+            self._inflight = asyncio.ensure_future(self.checkpoint())
+            try:
+                await asyncio.shield(self._inflight)
+            except AuditError as exc:
+                log.exception("audit checkpoint failed", reason=str(exc))
+
+    # --- work ------------------------------------------------------------------------------
+
+    async def _load_state(self) -> None:
+        stored = await self._store.latest_checkpoint()
+        self._compact = CompactRange()
+        if stored is None:
+            return
+        self._stored_size = stored.checkpoint.size  # never sign that size a second time
+        try:
+            checkpoint = verify_checkpoint(
+                stored.checkpoint.note,
+                self._key.public_key(),
+                self.key_name,
+                origin=self.origin,
+            )
+        except AuditError as exc:
+            log.warning("latest checkpoint not ours; rebuilding the tree", reason=str(exc))
+            return
+        compact = stored.compact_range
+        if checkpoint.size != compact.size or checkpoint.root != compact.root():
+            log.warning("stored tree state does not match its checkpoint; rebuilding the tree")
+            return
+        self._compact, self._latest = compact, checkpoint
+
+    async def checkpoint(self) -> Checkpoint | None:
+        """Sign and store a checkpoint now if the log grew since the last one.
+
+        Returns the new checkpoint, or None when there was nothing new. Raises
+        `AuditError` when the log cannot be read or the checkpoint stored; the tree state
+        is then unchanged and the next attempt starts over from it.
+        """
+        async with self._lock:
+            if self._compact is None:
+                raise AuditError("the checkpointer was not started")
+            self._pending = 0
+            compact = self._compact.copy()
+            while True:
+                hashes = await self._store.leaf_hashes(compact.size, _CHUNK)
+                if len(hashes) > 256:
+                    await asyncio.to_thread(compact.extend, hashes)
+                else:
+                    compact.extend(hashes)
+                if len(hashes) < _CHUNK:
+                    break
+            if compact.size == self._stored_size:
+                return None
+            checkpoint = sign_checkpoint(
+                self.origin, compact.size, compact.root(), self._key, self.key_name
+            )
+            stored = StoredCheckpoint(
+                checkpoint=checkpoint, created=self._clock(), compact_range=compact
+            )
+            await self._store.add_checkpoint(stored)
+            self._compact, self._latest = compact, checkpoint
+            self._stored_size = checkpoint.size
+            log.debug("audit checkpoint", size=checkpoint.size, origin=self.origin)
+            return checkpoint
