@@ -5,6 +5,10 @@ Rights are granted per service code regardless of version, as in X-Road: a right
 Group grants are not expanded at load time (a large group times many services would blow up);
 a decision looks at the client's own grant and at the grants of each group it belongs to, so
 its cost depends on how many groups the client is in, not on the size of the registry.
+
+Local groups (``groups``) and global groups (``global_groups``) have separate namespaces: a
+group is indexed as a `GroupRef`, its kind and its code, so a local and a global group with the
+same code never share grants.
 """
 
 from __future__ import annotations
@@ -12,14 +16,21 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
+from typing import Literal
 
 from registry.endpoints import EndpointRule, normalise_path
 from registry.identifiers import ClientId
 
-__all__ = ["AccessIndex", "AccessIndexBuilder", "Grant", "ServiceKey"]
+__all__ = ["AccessIndex", "AccessIndexBuilder", "Grant", "GroupKind", "GroupRef", "ServiceKey"]
 
 ServiceKey = tuple[ClientId, str]
 """A provider and a service code: what access rights are granted on."""
+
+GroupKind = Literal["local", "global"]
+"""Which namespace a group code belongs to: ``groups`` or ``global_groups``."""
+
+GroupRef = tuple[GroupKind, str]
+"""A group as the access index knows it: its kind and its code."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,10 +54,10 @@ class AccessIndex:
     """Grants by (client, provider, code) and by (group, provider, code)."""
 
     by_client: Mapping[tuple[ClientId, ClientId, str], Grant]
-    by_group: Mapping[tuple[str, ClientId, str], Grant]
-    groups_of: Mapping[ClientId, tuple[str, ...]]
+    by_group: Mapping[tuple[GroupRef, ClientId, str], Grant]
+    groups_of: Mapping[ClientId, tuple[GroupRef, ...]]
     keys_of_client: Mapping[ClientId, tuple[ServiceKey, ...]]
-    keys_of_group: Mapping[str, tuple[ServiceKey, ...]]
+    keys_of_group: Mapping[GroupRef, tuple[ServiceKey, ...]]
 
     def grants(self, client: ClientId, key: ServiceKey) -> list[Grant]:
         """Every grant that applies to ``client`` on ``key``, directly or through a group."""
@@ -85,16 +96,16 @@ class AccessIndexBuilder:
     """Collects grants while the registry is loaded; `build` freezes them."""
 
     def __init__(self) -> None:
-        self._whole: dict[tuple[object, ClientId, str], bool] = {}
-        self._endpoints: dict[tuple[object, ClientId, str], list[EndpointRule]] = {}
+        self._whole: dict[tuple[ClientId | GroupRef, ClientId, str], bool] = {}
+        self._endpoints: dict[tuple[ClientId | GroupRef, ClientId, str], list[EndpointRule]] = {}
 
     def grant(
         self,
-        subject: ClientId | str,
+        subject: ClientId | GroupRef,
         key: ServiceKey,
         endpoints: tuple[EndpointRule, ...] | None,
     ) -> None:
-        """Grant ``subject`` (a client, or a group code) the service, or some endpoints of it."""
+        """Grant ``subject`` (a client, or a group) the service, or some endpoints of it."""
         full = (subject, *key)
         if endpoints is None:
             self._whole[full] = True
@@ -102,12 +113,12 @@ class AccessIndexBuilder:
             self._whole.setdefault(full, False)
             self._endpoints.setdefault(full, []).extend(endpoints)
 
-    def build(self, group_members: Mapping[str, tuple[ClientId, ...]]) -> AccessIndex:
+    def build(self, group_members: Mapping[GroupRef, tuple[ClientId, ...]]) -> AccessIndex:
         """Freeze the grants; ``group_members`` gives each group's clients."""
         by_client: dict[tuple[ClientId, ClientId, str], Grant] = {}
-        by_group: dict[tuple[str, ClientId, str], Grant] = {}
+        by_group: dict[tuple[GroupRef, ClientId, str], Grant] = {}
         keys_of_client: dict[ClientId, list[ServiceKey]] = {}
-        keys_of_group: dict[str, list[ServiceKey]] = {}
+        keys_of_group: dict[GroupRef, list[ServiceKey]] = {}
         for full, whole in self._whole.items():
             subject, provider, code = full
             grant = Grant(whole, () if whole else tuple(self._endpoints.get(full, ())))
@@ -115,10 +126,9 @@ class AccessIndexBuilder:
                 by_client[(subject, provider, code)] = grant
                 keys_of_client.setdefault(subject, []).append((provider, code))
             else:
-                assert isinstance(subject, str)
                 by_group[(subject, provider, code)] = grant
                 keys_of_group.setdefault(subject, []).append((provider, code))
-        groups_of: dict[ClientId, list[str]] = {}
+        groups_of: dict[ClientId, list[GroupRef]] = {}
         for group, members in group_members.items():
             for member in members:
                 groups_of.setdefault(member, []).append(group)

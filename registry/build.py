@@ -2,10 +2,10 @@
 
 `registry.loader` has already checked each file on its own (YAML, keys, types, identifier
 syntax). Here: exactly one instance and every identifier in it; no duplicate member,
-subsystem, group, trust anchor or service; every reference (provider, client, group, service
-code) registered; every certificate, WSDL and OpenAPI file present and of the right kind.
-The passes run in dependency order: members, then groups and trust anchors, then services,
-then access rights.
+subsystem, local or global group, trust anchor or service; every reference (provider, client,
+group, service code) registered; every certificate, WSDL and OpenAPI file present and of the
+right kind. The passes run in dependency order: members, then groups and trust anchors, then
+services, then access rights.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import TypeVar
 
-from registry.access import AccessIndexBuilder, ServiceKey
+from registry.access import AccessIndexBuilder, GroupKind, GroupRef, ServiceKey
 from registry.build_files import check_private_key
 from registry.checker import Checker, ParsedFile, Reported
 from registry.endpoints import compile_endpoint
@@ -43,6 +43,12 @@ from registry.yamlfile import Loc, YamlDocument
 
 __all__ = ["ParsedFile", "Reported", "build_registry"]
 
+# Each kind of group: the registry key that defines it and how messages name one.
+_GROUP_WORDS: dict[GroupKind, tuple[str, str]] = {
+    "local": ("groups", "group"),
+    "global": ("global_groups", "global group"),
+}
+
 
 class _Builder(Checker):
     """One pass over the parsed files; collects problems and the snapshot's indexes."""
@@ -52,7 +58,10 @@ class _Builder(Checker):
         self.directory = directory
         self.client_origin: dict[ClientId, tuple[YamlDocument, Loc]] = {}
         self.groups: dict[str, GroupEntry] = {}
-        self.group_origin: dict[str, tuple[YamlDocument, Loc]] = {}
+        self.global_groups: dict[str, GroupEntry] = {}
+        self.group_tables: dict[GroupKind, dict[str, GroupEntry]] = {"local": self.groups}
+        self.group_tables["global"] = self.global_groups
+        self.group_origin: dict[GroupRef, tuple[YamlDocument, Loc]] = {}
         self.anchors: list[TrustAnchorEntry] = []
         self.anchor_origin: dict[str, tuple[YamlDocument, Loc]] = {}
         self.services: dict[ServiceId, ServiceEntry] = {}
@@ -72,7 +81,9 @@ class _Builder(Checker):
                 self.add_member(parsed.doc, ("members", index), member)
         for parsed in self.files:
             for index, group in parsed.groups:
-                self.add_group(parsed.doc, ("groups", index), group)
+                self.add_group(parsed.doc, ("groups", index), group, "local")
+            for index, group in parsed.global_groups:
+                self.add_group(parsed.doc, ("global_groups", index), group, "global")
             for index, anchor in parsed.trust_anchors:
                 self.add_anchor(parsed.doc, ("trust_anchors", index), anchor)
         for parsed in self.files:
@@ -161,12 +172,14 @@ class _Builder(Checker):
         )
         self.client_origin[client] = (doc, origin)
 
-    def add_group(self, doc: YamlDocument, loc: Loc, group: GroupModel) -> None:
-        """Define a local group of registered clients."""
-        if group.code in self.groups:
-            where = self.where(self.group_origin[group.code])
+    def add_group(self, doc: YamlDocument, loc: Loc, group: GroupModel, kind: GroupKind) -> None:
+        """Define a local or a global group of registered clients."""
+        ref: GroupRef = (kind, group.code)
+        if ref in self.group_origin:
+            where = self.where(self.group_origin[ref])
+            noun = _GROUP_WORDS[kind][1]
             self.report(
-                doc, (*loc, "code"), f"duplicate group {group.code} (first defined at {where})"
+                doc, (*loc, "code"), f"duplicate {noun} {group.code} (first defined at {where})"
             )
             return
         members: list[ClientId] = []
@@ -178,8 +191,9 @@ class _Builder(Checker):
             elif self.known_client(doc, member_loc, client, "client"):
                 members.append(client)
             seen.add(client)
-        self.groups[group.code] = GroupEntry(group.code, group.description, tuple(members))
-        self.group_origin[group.code] = (doc, (*loc, "code"))
+        entry = GroupEntry(group.code, group.description, tuple(members))
+        self.group_tables[kind][group.code] = entry
+        self.group_origin[ref] = (doc, (*loc, "code"))
 
     def add_anchor(self, doc: YamlDocument, loc: Loc, anchor: TrustAnchorModel) -> None:
         """Add a trust anchor: one CA certificate."""
@@ -290,7 +304,7 @@ class _Builder(Checker):
         return wsdl, openapi, tuple(cas), cert, key
 
     def add_access(self, doc: YamlDocument, loc: Loc, rule: AccessModel) -> None:
-        """Grant a service code to clients and groups, wholly or per endpoint."""
+        """Grant a service code to clients, local and global groups, wholly or per endpoint."""
         self.rules += 1
         provider = rule.provider
         if not self.own(doc, (*loc, "provider"), provider.instance, f"provider {provider}"):
@@ -318,11 +332,16 @@ class _Builder(Checker):
         for index, client in enumerate(rule.clients):
             if self.known_client(doc, (*loc, "clients", index), client, "client"):
                 self.access.grant(client, key, endpoints)
-        for index, group in enumerate(rule.groups):
-            if group in self.groups:
-                self.access.grant(group, key, endpoints)
-            elif self.complete and not (self.shadows.all_groups or group in self.shadows.groups):
-                self.report(doc, (*loc, "groups", index), f"group {group} is not defined in groups")
+        named: dict[GroupKind, tuple[str, ...]] = {"local": rule.groups}
+        named["global"] = rule.global_groups
+        for kind, codes in named.items():
+            section, noun = _GROUP_WORDS[kind]
+            for index, code in enumerate(codes):
+                if code in self.group_tables[kind]:
+                    self.access.grant((kind, code), key, endpoints)
+                elif self.complete and not self.shadows.hides_group(kind, code):
+                    message = f"{noun} {code} is not defined in {section}"
+                    self.report(doc, (*loc, section, index), message)
 
     # --- the snapshot ---------------------------------------------------------------------
 
@@ -334,7 +353,11 @@ class _Builder(Checker):
             digest.update(f"yaml {parsed.doc.path.name} {parsed.doc.sha256}\n".encode())
         for cert_digest in sorted(self.certificates.digests):
             digest.update(f"certificate {cert_digest}\n".encode())
-        group_members = {code: group.members for code, group in self.groups.items()}
+        group_members: dict[GroupRef, tuple[ClientId, ...]] = {
+            (kind, code): group.members
+            for kind, table in self.group_tables.items()
+            for code, group in table.items()
+        }
         return Registry(
             instance=self.instance,
             loaded_from=self.directory,
@@ -345,11 +368,13 @@ class _Builder(Checker):
                 services=len(self.services),
                 access_rules=self.rules,
                 groups=len(self.groups),
+                global_groups=len(self.global_groups),
                 trust_anchors=len(self.anchors),
             ),
             clients=MappingProxyType(self.clients),
             services=MappingProxyType(self.services),
             groups=MappingProxyType(self.groups),
+            global_groups=MappingProxyType(self.global_groups),
             trust_anchor_entries=tuple(self.anchors),
             access=self.access.build(group_members),
             provider_services=_frozen(self.by_provider),

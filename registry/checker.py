@@ -16,7 +16,7 @@ from pathlib import Path
 
 from cryptography import x509
 
-from registry.access import ServiceKey
+from registry.access import GroupKind, ServiceKey
 from registry.build_files import CertificateFiles, check_plain_file
 from registry.errors import InvalidIdentifier
 from registry.identifiers import ClientId, MemberId
@@ -49,6 +49,7 @@ class ParsedFile:
     instance_unreadable: bool = False
     members: tuple[tuple[int, MemberModel], ...] = ()
     groups: tuple[tuple[int, GroupModel], ...] = ()
+    global_groups: tuple[tuple[int, GroupModel], ...] = ()
     trust_anchors: tuple[tuple[int, TrustAnchorModel], ...] = ()
     services: tuple[tuple[int, ServiceModel], ...] = ()
     access: tuple[tuple[int, AccessModel], ...] = ()
@@ -63,6 +64,8 @@ class Shadows:
     members: set[MemberId] = field(default_factory=set)
     all_groups: bool = False
     groups: set[str] = field(default_factory=set)
+    all_global_groups: bool = False
+    global_groups: set[str] = field(default_factory=set)
     all_services: bool = False
     services: set[tuple[str, str]] = field(default_factory=set)
 
@@ -79,6 +82,11 @@ class Shadows:
                 self.groups.add(item["code"])
             else:
                 self.all_groups = True
+        elif section == "global_groups":
+            if isinstance(item.get("code"), str):
+                self.global_groups.add(item["code"])
+            else:
+                self.all_global_groups = True
         elif section == "services":
             provider, code = item.get("provider"), item.get("code")
             if isinstance(provider, str) and isinstance(code, str):
@@ -90,6 +98,12 @@ class Shadows:
     def hides_client(self, client: ClientId) -> bool:
         """True if ``client`` may have been defined by an invalid item."""
         return self.all_clients or client.member in self.members
+
+    def hides_group(self, kind: GroupKind, code: str) -> bool:
+        """True if the local or global group ``code`` may have been defined by an invalid item."""
+        if kind == "local":
+            return self.all_groups or code in self.groups
+        return self.all_global_groups or code in self.global_groups
 
     def hides_service(self, key: ServiceKey) -> bool:
         """True if the service code may have been defined by an invalid item."""

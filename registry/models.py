@@ -182,7 +182,8 @@ class MemberModel(_Model):
 
 
 class GroupModel(_Model):
-    """A local group of clients that access rights can name."""
+    """A group of clients that access rights can name: local (``groups``) or global
+    (``global_groups``); the two kinds have separate namespaces."""
 
     code: Code
     description: str | None = None
@@ -265,13 +266,16 @@ class AccessModel(_Model):
     service: Code
     clients: tuple[ClientIdField, ...] = ()
     groups: tuple[Code, ...] = ()
+    global_groups: tuple[Code, ...] = ()
     endpoints: tuple[EndpointModel, ...] | None = None
 
     @model_validator(mode="after")
     def _grants_something(self) -> AccessModel:
-        if not self.clients and not self.groups:
+        if not self.clients and not self.groups and not self.global_groups:
             raise PydanticCustomError(
-                "access_empty", "the rule grants nothing: name clients or groups", {}
+                "access_empty",
+                "the rule grants nothing: name clients, groups or global_groups",
+                {},
             )
         if self.endpoints is not None and not self.endpoints:
             raise PydanticCustomError(
@@ -292,11 +296,14 @@ class RegistryFile(_Model):
     instance: Code | None = None
     members: tuple[MemberModel, ...] = ()
     groups: tuple[GroupModel, ...] = ()
+    global_groups: tuple[GroupModel, ...] = ()
     trust_anchors: tuple[TrustAnchorModel, ...] = ()
     services: tuple[ServiceModel, ...] = ()
     access: tuple[AccessModel, ...] = ()
 
-    @field_validator("members", "groups", "trust_anchors", "services", "access", mode="before")
+    @field_validator(
+        "members", "groups", "global_groups", "trust_anchors", "services", "access", mode="before"
+    )
     @classmethod
     def _empty_section(cls, value: object) -> object:
         return () if value is None else value

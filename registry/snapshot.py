@@ -108,7 +108,7 @@ class TrustAnchorEntry:
 
 @dataclass(frozen=True, slots=True)
 class GroupEntry:
-    """A local group of clients."""
+    """A group of clients: local (``Registry.groups``) or global (``Registry.global_groups``)."""
 
     code: str
     description: str | None
@@ -125,6 +125,7 @@ class RegistryCounts:
     access_rules: int
     groups: int
     trust_anchors: int
+    global_groups: int = 0
 
 
 def _service_order(entry: ServiceEntry) -> tuple[str, str, str]:
@@ -136,6 +137,7 @@ class Registry:
     """One immutable registry snapshot. Build it with `registry.load_registry`.
 
     The mappings are read-only views built at load time; every lookup is a dict access.
+    `groups` (local) and `global_groups` are separate namespaces keyed by group code.
     Snapshots compare and hash by identity; `digest` tells whether two hold the same content.
     """
 
@@ -146,6 +148,7 @@ class Registry:
     clients: Mapping[ClientId, ClientEntry]
     services: Mapping[ServiceId, ServiceEntry]
     groups: Mapping[str, GroupEntry]
+    global_groups: Mapping[str, GroupEntry]
     trust_anchor_entries: tuple[TrustAnchorEntry, ...]
     access: AccessIndex
     provider_services: Mapping[ClientId, tuple[ServiceEntry, ...]]

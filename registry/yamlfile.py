@@ -302,7 +302,7 @@ class _Builder:
                 Problem(
                     (),
                     "expected a mapping with any of the keys instance, members, groups, "
-                    f"trust_anchors, services, access; got {_shown(root)}",
+                    f"global_groups, trust_anchors, services, access; got {_shown(root)}",
                     1,
                 )
             )

@@ -15,8 +15,8 @@ from tests.registry.conftest import BASE
 
 KEYS = st.sampled_from(
     [
-        "instance", "members", "groups", "trust_anchors", "services", "access", "id", "name",
-        "code", "subsystems", "auth", "provider", "service", "clients", "type", "url",
+        "instance", "members", "groups", "global_groups", "trust_anchors", "services", "access",
+        "id", "name", "code", "subsystems", "auth", "provider", "service", "clients", "type", "url",
         "version", "timeout", "connect", "total", "endpoints", "method", "path", "certificate",
         "signing_certificates", "rate_limit", "per_second", "burst", "tls", "wsdl", "x",
     ]

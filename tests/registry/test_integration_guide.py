@@ -42,6 +42,11 @@ def test_guide_examples_form_a_valid_registry(tmp_path: Path) -> None:
     get_person = ServiceId(provider, "getPerson", "v1")
     archive = ClientId.parse("SEVDEIR-TEST/GOV/12345678/ARCHIVE")
     assert registry.is_allowed(archive, get_person)  # through the group
+    risk = ClientId.parse("SEVDEIR-TEST/GOV/22334455/RISK")
+    assert registry.is_allowed(risk, get_person)  # through the global group
+    assert registry.global_groups["TAX-SYSTEMS"].members == (risk,)
+    assert "TAX-SYSTEMS" not in registry.groups
+    assert [str(entry.id) for entry in registry.allowed_services(risk)] == [str(get_person)]
     persons = ServiceId(provider, "persons")
     client = ClientId.parse("SEVDEIR-TEST/GOV/12345678/CLIENT")
     assert registry.is_allowed(client, persons, "GET", "/persons/42")

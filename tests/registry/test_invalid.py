@@ -47,7 +47,7 @@ CASES = [
         {"x.yaml": "servics: []\n"},
         [
             "DIR/x.yaml:1: servics: unknown key 'servics'; expected one of: instance, members, "
-            "groups, trust_anchors, services, access"
+            "groups, global_groups, trust_anchors, services, access"
         ],
         id="unknown-top-level-key",
     ),
@@ -115,6 +115,69 @@ CASES = [
             "registered as a member or subsystem"
         ],
         id="group-member-unknown",
+    ),
+    pytest.param(
+        {"x.yaml": rule("    global_groups: [NOPE]\n")},
+        [
+            "DIR/x.yaml:4: access[0].global_groups[0]: global group NOPE is not defined in "
+            "global_groups"
+        ],
+        id="unknown-global-group",
+    ),
+    pytest.param(
+        # A local group does not satisfy a reference to a global group of the same code.
+        {
+            "x.yaml": f"groups:\n  - code: G\n    members: [{C}]\n"
+            + rule("    global_groups: [G]\n")
+        },
+        [
+            "DIR/x.yaml:7: access[0].global_groups[0]: global group G is not defined in "
+            "global_groups"
+        ],
+        id="global-group-is-not-local",
+    ),
+    pytest.param(
+        # ... nor a global group a reference to a local one.
+        {
+            "x.yaml": f"global_groups:\n  - code: G\n    members: [{C}]\n"
+            + rule("    groups: [G]\n")
+        },
+        ["DIR/x.yaml:7: access[0].groups[0]: group G is not defined in groups"],
+        id="local-group-is-not-global",
+    ),
+    pytest.param(
+        {
+            "x.yaml": "global_groups:\n  - code: G\n    members:\n"
+            "      - SEVDEIR-TEST/GOV/99999999\n"
+        },
+        [
+            "DIR/x.yaml:4: global_groups[0].members[0]: client SEVDEIR-TEST/GOV/99999999 is not "
+            "registered as a member or subsystem"
+        ],
+        id="global-group-member-unknown",
+    ),
+    pytest.param(
+        {"x.yaml": f"global_groups:\n  - code: G\n    members: [{C}, {C}]\n"},
+        [f"DIR/x.yaml:3: global_groups[0].members[1]: client {C} is listed twice"],
+        id="global-group-member-twice",
+    ),
+    pytest.param(
+        {"x.yaml": "global_groups:\n  - code: G\n    colour: red\n"},
+        [
+            "DIR/x.yaml:3: global_groups[0].colour: unknown key 'colour'; expected one of: code, "
+            "description, members"
+        ],
+        id="global-group-unknown-key",
+    ),
+    pytest.param(
+        {"x.yaml": "global_groups: 5\n"},
+        ["DIR/x.yaml:1: global_groups: expected a list, got 5"],
+        id="global-groups-not-a-list",
+    ),
+    pytest.param(
+        {"x.yaml": rule("    global_groups: G\n")},
+        ["DIR/x.yaml:4: access[0].global_groups: expected a list, got 'G'"],
+        id="access-global-groups-not-a-list",
     ),
     pytest.param(
         {"x.yaml": rule("    clients: [SEVDEIR-TEST/GOV/12345678/CLIENT]\n", code="getAddress")},
@@ -204,6 +267,17 @@ CASES = [
         id="duplicate-group",
     ),
     pytest.param(
+        {
+            "x.yaml": f"global_groups:\n  - code: G\n    members: [{C}]\n",
+            "y.yaml": "global_groups:\n  - code: G\n",
+        },
+        [
+            "DIR/y.yaml:2: global_groups[0].code: duplicate global group G (first defined at "
+            "x.yaml:2)"
+        ],
+        id="duplicate-global-group",
+    ),
+    pytest.param(
         {"x.yaml": "trust_anchors:\n  - name: dev-ca\n    certificate: certs/ca.pem\n"},
         [
             "DIR/x.yaml:2: trust_anchors[0].name: duplicate trust anchor 'dev-ca' "
@@ -264,7 +338,7 @@ CASES = [
     ),
     pytest.param(
         {"x.yaml": rule("    clients: []\n")},
-        ["DIR/x.yaml:2: access[0]: the rule grants nothing: name clients or groups"],
+        ["DIR/x.yaml:2: access[0]: the rule grants nothing: name clients, groups or global_groups"],
         id="access-grants-nothing",
     ),
     pytest.param(
@@ -330,7 +404,7 @@ CASES = [
         {"x.yaml": "- members\n"},
         [
             "DIR/x.yaml:1: expected a mapping with any of the keys instance, members, groups, "
-            "trust_anchors, services, access; got a list"
+            "global_groups, trust_anchors, services, access; got a list"
         ],
         id="not-a-mapping",
     ),
@@ -387,6 +461,23 @@ def test_invalid_item_does_not_cascade(write_registry: RegistryWriter) -> None:
         load_registry(directory)
     assert len(caught.value.issues) == 1
     assert caught.value.issues[0].key_path == "members[0].colour"
+
+
+def test_invalid_global_group_does_not_cascade(write_registry: RegistryWriter) -> None:
+    # The global group is invalid; the rule naming it is not also reported, but a rule naming
+    # a local group of the same code is: the namespaces are separate, and so are the shadows.
+    directory = write_registry(
+        {
+            "x.yaml": "global_groups:\n  - code: G\n    colour: red\n",
+            "y.yaml": rule("    global_groups: [G]\n    groups: [G]\n"),
+        }
+    )
+    with pytest.raises(RegistryInvalid) as caught:
+        load_registry(directory)
+    assert [issue.key_path for issue in caught.value.issues] == [
+        "global_groups[0].colour",
+        "access[0].groups[0]",
+    ]
 
 
 def test_unreadable_file_suppresses_reference_checks(write_registry: RegistryWriter) -> None:

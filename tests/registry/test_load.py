@@ -29,7 +29,7 @@ LEGACY = ClientId.parse("SEVDEIR-TEST/GOV/12345678/LEGACY")
 OTHER = ClientId.parse("SEVDEIR-TEST/GOV/12345678/OTHER")
 MEMBER = ClientId.parse("SEVDEIR-TEST/GOV/12345678")
 
-RICH = {
+RICH: dict[str, str | bytes | None] = {
     "10-members.yaml": """\
 members:
   - id: SEVDEIR-TEST/GOV/12345678
@@ -251,6 +251,68 @@ def test_allowed_services_and_services_of(rich: Registry) -> None:
     assert rich.allowed_services(OTHER) == []
     assert len(rich.services_of(PROVIDER)) == 5
     assert rich.services_of(CLIENT) == []
+
+
+SHARED = """\
+groups:
+  - code: SHARED
+    members: [SEVDEIR-TEST/GOV/12345678/LEGACY]
+global_groups:
+  - code: SHARED
+    description: Every information system of the instance
+    members: [SEVDEIR-TEST/GOV/12345678]
+access:
+  - provider: SEVDEIR-TEST/GOV/87654321/REGISTRY
+    service: getPerson
+    groups: [SHARED]
+  - provider: SEVDEIR-TEST/GOV/87654321/REGISTRY
+    service: persons
+    global_groups: [SHARED]
+    endpoints:
+      - {method: GET, path: /persons/*}
+"""
+
+
+def test_global_group_grants_apart_from_a_local_group_of_the_same_code(
+    write_registry: RegistryWriter,
+) -> None:
+    # A local and a global group share the code SHARED; each grants only what the rules that
+    # name it (by groups / global_groups) grant, and only to its own members.
+    registry = load_registry(write_registry({"35-groups.yaml": SHARED}))
+    local, global_ = registry.groups["SHARED"], registry.global_groups["SHARED"]
+    assert (local.members, local.description) == ((LEGACY,), None)
+    assert global_.members == (MEMBER,)
+    assert global_.description == "Every information system of the instance"
+    assert (registry.counts.groups, registry.counts.global_groups) == (1, 1)
+    get_person, persons = sid(f"{PROVIDER}/getPerson/v1"), sid(f"{PROVIDER}/persons")
+    assert registry.is_allowed(LEGACY, get_person)
+    assert not registry.is_allowed(MEMBER, get_person)
+    assert registry.is_allowed(MEMBER, persons, "GET", "/persons/42")
+    assert not registry.is_allowed(MEMBER, persons, "POST", "/persons/42")
+    assert not registry.is_allowed(MEMBER, persons)  # an endpoint grant needs method and path
+    assert not registry.is_allowed(LEGACY, persons, "GET", "/persons/42")
+    assert [str(e.id) for e in registry.allowed_services(MEMBER)] == [f"{PROVIDER}/persons"]
+    assert [str(e.id) for e in registry.allowed_services(LEGACY)] == [f"{PROVIDER}/getPerson/v1"]
+    # The summary of `registry check` keeps its format.
+    directory = registry.loaded_from
+    assert check_registry(directory) == (
+        0,
+        f"registry OK: 2 members, 3 subsystems, 2 services, 3 access rules ({directory})",
+    )
+
+
+def test_global_and_direct_grants_combine(write_registry: RegistryWriter) -> None:
+    # CLIENT holds getPerson directly (BASE) and persons only through a global group.
+    groups = "global_groups:\n  - code: ALL\n    members: [SEVDEIR-TEST/GOV/12345678/CLIENT]\n"
+    rule = f"access:\n  - provider: {PROVIDER}\n    service: persons\n    global_groups: [ALL]\n"
+    registry = load_registry(write_registry({"35-groups.yaml": groups + rule}))
+    assert registry.groups == {}
+    assert [str(e.id) for e in registry.allowed_services(CLIENT)] == [
+        f"{PROVIDER}/getPerson/v1",
+        f"{PROVIDER}/persons",
+    ]
+    assert registry.is_allowed(CLIENT, sid(f"{PROVIDER}/persons"), "DELETE", "/anything")
+    assert not registry.is_allowed(LEGACY, sid(f"{PROVIDER}/persons"))
 
 
 def test_snapshot_is_immutable(rich: Registry) -> None:
