@@ -6,55 +6,26 @@ with the ``admin`` role; tokens are configured only as SHA-256 digests (`AdminTo
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-
-import orjson
 from aiohttp import web
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from gateway.admin_auth import authenticate_token, json_response
+from gateway.audit_api import add_audit_routes
 from gateway.reload import reload_registry
-from gateway.settings import AdminToken
 from gateway.state import STATE, GatewayState
 
-__all__ = ["authenticate_token", "create_admin_app"]
-
-
-def _json(data: object, status: int = 200) -> web.Response:
-    return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
-
-
-def _error(status: int, code: str, message: str) -> web.Response:
-    return _json({"type": code, "message": message}, status=status)
-
-
-def authenticate_token(request: web.Request, role: str) -> AdminToken | web.Response:
-    """The admin token presented with ``request`` if it has ``role``, else the refusal."""
-    header = request.headers.get("Authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        return _error(401, "Unauthorized", "a bearer token is required")
-    digest = hashlib.sha256(token.strip().encode("utf-8")).hexdigest()
-    found = None
-    for candidate in request.app[STATE].settings.admin_tokens:
-        if hmac.compare_digest(candidate.sha256, digest):
-            found = candidate
-    if found is None:
-        return _error(401, "Unauthorized", "the bearer token is not valid")
-    if role not in found.roles:
-        return _error(403, "Forbidden", f"the token has no {role} role")
-    return found
+__all__ = ["create_admin_app"]
 
 
 async def _healthz(request: web.Request) -> web.Response:
-    return _json({"status": "alive"})
+    return json_response({"status": "alive"})
 
 
 async def _readyz(request: web.Request) -> web.Response:
     state = request.app[STATE]
     env = state.env
     if env is None:
-        return _json({"ready": False, "reason": "not started"}, status=503)
+        return json_response({"ready": False, "reason": "not started"}, status=503)
     writable = await env.audit.check_writable()
     reload = state.last_reload
     details = {
@@ -77,7 +48,7 @@ async def _readyz(request: web.Request) -> web.Response:
             "gateway_certificate_not_after": env.signer.certificate.not_valid_after_utc.isoformat()
         },
     }
-    return _json({"ready": writable, "details": details}, status=200 if writable else 503)
+    return json_response({"ready": writable, "details": details}, status=200 if writable else 503)
 
 
 async def _metrics(request: web.Request) -> web.Response:
@@ -99,7 +70,7 @@ async def _reload(request: web.Request) -> web.Response:
         return token
     outcome = await reload_registry(request.app[STATE], "admin")
     body = {"ok": outcome.ok, "digest": outcome.digest, "error": outcome.error}
-    return _json(body, status=200 if outcome.ok else 422)
+    return json_response(body, status=200 if outcome.ok else 422)
 
 
 def create_admin_app(state: GatewayState) -> web.Application:
@@ -111,4 +82,5 @@ def create_admin_app(state: GatewayState) -> web.Application:
     app.router.add_get("/metrics", _metrics)
     app.router.add_get("/gateway/certificate", _gateway_certificate)
     app.router.add_post("/admin/v1/registry/reload", _reload)
+    add_audit_routes(app)
     return app

@@ -13,8 +13,10 @@ import yaml
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
+from gateway.admin import create_admin_app
 from gateway.server import create_client_app
 from gateway.settings import Settings
+from gateway.state import GatewayState
 from registry.identifiers import MemberId
 from security import IssuedCert, issue_member_cert
 
@@ -92,6 +94,7 @@ class RestDeployment:
     settings: Settings
     signer: IssuedCert
     pki: Path
+    admin: TestClient[web.Request, web.Application]
 
 
 @pytest.fixture
@@ -166,13 +169,38 @@ async def rest_gateway(
             "keys": {
                 "signing_certificate": dev_pki / "gateway" / "sign.crt",
                 "signing_key": dev_pki / "gateway" / "sign.key",
+                "log_key": dev_pki / "gateway" / "log.key",
             },
-            "audit": {"path": tmp_path / "audit.db"},
+            "audit": {
+                "path": tmp_path / "audit.db",
+                "checkpoint_every_records": 2,
+                "checkpoint_interval_seconds": 0.2,
+            },
+            "admin_tokens": [
+                {
+                    "name": "auditor",
+                    "roles": ["auditor"],
+                    "sha256": hashlib.sha256(b"aud").hexdigest(),
+                },
+                {
+                    "name": "tax-auditor",
+                    "roles": ["auditor"],
+                    "members": ["DEV/COM/999"],
+                    "sha256": hashlib.sha256(b"scoped").hexdigest(),
+                },
+            ],
             "allow_unauthenticated_clients": True,
             "limits": {"max_request_bytes": 64 * 1024 * 1024},
         }
     )
-    client = await aiohttp_client(create_client_app(settings))
+    state = GatewayState(settings)
+    client = await aiohttp_client(create_client_app(settings, state))
+    admin = await aiohttp_client(create_admin_app(state))
     return RestDeployment(
-        client=client, provider=log, settings=settings, signer=signed_cert, pki=dev_pki
+        client=client,
+        provider=log,
+        settings=settings,
+        signer=signed_cert,
+        pki=dev_pki,
+        admin=admin,
     )
