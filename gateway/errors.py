@@ -69,6 +69,7 @@ _SIDES: dict[str, tuple[Side, int]] = {
     "ServiceType": (Side.SERVER_PROXY, 400),
     "ServiceFailed.NetworkError": (Side.SERVER_PROXY, 502),
     "ServiceFailed.Timeout": (Side.SERVER_PROXY, 504),
+    "ServiceFailed.SslAuthenticationFailed": (Side.SERVER_PROXY, 502),
     "ServiceFailed.HttpError": (Side.SERVER_PROXY, 502),
     "ServiceFailed.InvalidSoap": (Side.SERVER_PROXY, 502),
     "ServiceFailed.InvalidXml": (Side.SERVER_PROXY, 502),

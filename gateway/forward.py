@@ -6,6 +6,7 @@ into ``ServiceFailed.*`` faults; nothing from aiohttp escapes.
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -13,7 +14,19 @@ import aiohttp
 
 from gateway.errors import GatewayError
 
-__all__ = ["ForwardError", "ProviderReply", "forward_request"]
+__all__ = ["ForwardError", "ProviderReply", "forward_request", "is_tls_failure"]
+
+
+def is_tls_failure(exc: BaseException) -> bool:
+    """True when a TLS error (a handshake failure or a TLS alert) caused ``exc``."""
+    seen: BaseException | None = exc
+    for _ in range(8):
+        if seen is None:
+            return False
+        if isinstance(seen, ssl.SSLError | aiohttp.ClientSSLError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 class ForwardError(GatewayError):
@@ -38,6 +51,7 @@ async def forward_request(
     connect_timeout: float,
     total_timeout: float,
     max_response_bytes: int,
+    ssl_context: ssl.SSLContext | bool = True,
 ) -> ProviderReply:
     """POST ``body`` to ``url`` and read the whole reply, bounded in time and size.
 
@@ -46,7 +60,12 @@ async def forward_request(
     timeout = aiohttp.ClientTimeout(total=total_timeout, sock_connect=connect_timeout)
     try:
         async with session.post(
-            url, data=body, headers=dict(headers), timeout=timeout, allow_redirects=False
+            url,
+            data=body,
+            headers=dict(headers),
+            timeout=timeout,
+            allow_redirects=False,
+            ssl=ssl_context,
         ) as response:
             declared = response.content_length
             if declared is not None and declared > max_response_bytes:
@@ -71,6 +90,11 @@ async def forward_request(
         raise ForwardError(
             f"the provider did not answer within {total_timeout:g} s", code="ServiceFailed.Timeout"
         ) from exc
+    except aiohttp.ClientSSLError as exc:
+        raise ForwardError(
+            "the TLS connection to the provider failed (certificate not trusted or refused)",
+            code="ServiceFailed.SslAuthenticationFailed",
+        ) from exc
     except aiohttp.ClientConnectorError as exc:
         raise ForwardError(
             "the provider could not be reached", code="ServiceFailed.NetworkError"
@@ -81,6 +105,11 @@ async def forward_request(
             code="ServiceFailed.NetworkError",
         ) from exc
     except aiohttp.ClientError as exc:
+        if is_tls_failure(exc):  # TLS 1.3: a refused client certificate surfaces after the
+            raise ForwardError(  # handshake, as a connection error caused by a TLS alert
+                "the TLS connection to the provider failed (certificate not trusted or refused)",
+                code="ServiceFailed.SslAuthenticationFailed",
+            ) from exc
         raise ForwardError(
             "the exchange with the provider failed at the HTTP level",
             code="ServiceFailed.NetworkError",

@@ -34,12 +34,14 @@ from gateway.admission import admit
 from gateway.audit import AuditError, AuditRecordDraft, Direction, body_digest
 from gateway.context import ExchangeEnv
 from gateway.errors import Fault, GatewayError, fault_for
+from gateway.forward import is_tls_failure
 from gateway.meta import (
     answer_list_clients,
     answer_rest_metaservice,
     answer_wsdl_query,
     is_rest_metaservice,
 )
+from gateway.provider_tls import provider_ssl
 from gateway.ratelimit import RateLimited
 from gateway.rest.auth import VerifiedRest, verify_http_signature
 from gateway.rest.protocol import (
@@ -251,7 +253,13 @@ async def forward(
     )
     try:
         async with env.session.request(
-            incoming.method, url, headers=headers, data=data, timeout=timeout, allow_redirects=False
+            incoming.method,
+            url,
+            headers=headers,
+            data=data,
+            timeout=timeout,
+            allow_redirects=False,
+            ssl=provider_ssl(service),
         ) as response:
             await reply.fill(response.content.iter_chunked(64 * 1024))
             return response.status, list(response.headers.items()), reply
@@ -264,8 +272,19 @@ async def forward(
             f"the provider did not answer within {service.total_timeout:g} s",
             code="ServiceFailed.Timeout",
         ) from exc
+    except aiohttp.ClientSSLError as exc:
+        reply.close()
+        raise RestError(
+            "the TLS connection to the provider failed (certificate not trusted or refused)",
+            code="ServiceFailed.SslAuthenticationFailed",
+        ) from exc
     except aiohttp.ClientError as exc:
         reply.close()
+        if is_tls_failure(exc):
+            raise RestError(
+                "the TLS connection to the provider failed (certificate not trusted or refused)",
+                code="ServiceFailed.SslAuthenticationFailed",
+            ) from exc
         raise RestError(
             "the provider could not be reached or broke the connection",
             code="ServiceFailed.NetworkError",

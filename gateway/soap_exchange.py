@@ -34,6 +34,7 @@ from gateway.context import ExchangeEnv
 from gateway.errors import Fault, GatewayError, fault_for
 from gateway.forward import ProviderReply, forward_request
 from gateway.meta import answer_soap_metaservice, is_metaservice
+from gateway.provider_tls import provider_ssl
 from gateway.soap.envelope import SoapEnvelope, parse_envelope
 from gateway.soap.mime import ProtocolError, SoapPayload, parse_content_type, split_soap_payload
 from gateway.soap.render import render_fault, request_hash, set_request_hash
@@ -470,6 +471,7 @@ async def run_soap_exchange(env: ExchangeEnv, incoming: IncomingRequest) -> Outg
                 connect_timeout=exchange.service.connect_timeout,
                 total_timeout=exchange.service.total_timeout,
                 max_response_bytes=env.settings.limits.max_response_bytes,
+                ssl_context=provider_ssl(exchange.service),
             )
         laps.lap("forward")
         body, content_type, _ = await _cpu(  # 7
