@@ -13,6 +13,10 @@ from tests.support import GatewayFactory, ProviderBehaviour
 HERE = Path(__file__).parent
 CORPUS = HERE / "corpus"
 
+FORWARDED_UNCHANGED = "forwarded unchanged"
+REST_SERVICE = "/r1/EE/BUSINESS/producer/subsys2/persons/lookup"
+XROAD_DATA = Path(__file__).resolve().parents[3] / "shared" / "xroad-data"
+
 EXPECTED = {
     "xxe-file-entity.xml": "Client.InvalidXml",
     "xxe-parameter-entity.xml": "Client.InvalidXml",
@@ -29,6 +33,11 @@ EXPECTED = {
     "rest-path-traversal-encoded-slash.target": "Client.InvalidRequest",
     "rest-identifier-percent-encoded.target": "Client.InvalidServiceIdentifier",
     "rest-identifier-nul.target": "Client.InvalidServiceIdentifier",
+    # REST bodies are opaque to obmin (digest-checked, never parsed): JSON tricks cannot make
+    # the gateway read a body differently from the provider; they pass byte for byte.
+    "json-duplicate-keys.json": FORWARDED_UNCHANGED,
+    "json-deep-nesting.json": FORWARDED_UNCHANGED,
+    "json-huge-numbers.json": FORWARDED_UNCHANGED,
 }
 HEADERS = {"Content-Type": "text/xml; charset=UTF-8"}
 
@@ -43,7 +52,16 @@ async def test_attack(name: str, make_gateway: GatewayFactory) -> None:
     behaviour = ProviderBehaviour(body=answer, content_type="text/xml")
     client = await make_gateway(behaviour)
     data = (CORPUS / name).read_bytes()
-    if name.endswith(".target"):
+    if name.endswith(".json"):
+        response = await client.post(
+            REST_SERVICE,
+            data=data,
+            headers={"X-Road-Client": "EE/BUSINESS/consumer", "Content-Type": "application/json"},
+        )
+        assert response.status == 200
+        assert [body for _, body in behaviour.received] == [data]
+        behaviour.received.clear()
+    elif name.endswith(".target"):
         # Sent byte for byte: no client-side normalisation of dot segments or escapes.
         url = URL(str(client.make_url("/")).rstrip("/") + data.decode().strip(), encoded=True)
         response = await client.session.get(url, headers={"X-Road-Client": "EE/BUSINESS/consumer"})
@@ -59,4 +77,31 @@ async def test_attack(name: str, make_gateway: GatewayFactory) -> None:
     legit = await client.post(
         "/", data=(HERE / "legitimate-request.xml").read_bytes(), headers=HEADERS
     )
+    assert etree.fromstring(await legit.read()).findtext(".//faultcode") is None
+
+
+@pytest.mark.skipif(not (XROAD_DATA / "wsdl").is_dir(), reason=f"no X-Road data at {XROAD_DATA}")
+async def test_xxe_wsdl_registered_for_a_service(make_gateway: GatewayFactory) -> None:
+    """X-Road's own XXE vector as a service's registered WSDL: getWsdl refuses to read it."""
+    xxe = XROAD_DATA / "wsdl" / "admin-service" / "xxe.wsdl"
+
+    def register(registry: dict[str, object]) -> None:
+        for service in registry["services"]:  # type: ignore[attr-defined]
+            if service["code"] == "getState":
+                service["wsdl"] = str(xxe)
+
+    answer = (HERE / "legitimate-answer.xml").read_bytes()
+    client = await make_gateway(ProviderBehaviour(body=answer, content_type="text/xml"), register)
+    request = (HERE / "legitimate-request.xml").read_bytes()
+    get_wsdl = request.replace(
+        b"<id:serviceCode>getState</id:serviceCode>", b"<id:serviceCode>getWsdl</id:serviceCode>"
+    )
+    get_wsdl = get_wsdl.replace(
+        b"<xroad:getState>x</xroad:getState>",
+        b"<xroad:getWsdl><xroad:serviceCode>getState</xroad:serviceCode></xroad:getWsdl>",
+    )
+    response = await client.post("/", data=get_wsdl, headers=HEADERS)
+    code = etree.fromstring(await response.read()).findtext(".//faultcode")
+    assert code == "Server.ServerProxy.ServiceFailed.InvalidXml"
+    legit = await client.post("/", data=request, headers=HEADERS)
     assert etree.fromstring(await legit.read()).findtext(".//faultcode") is None
