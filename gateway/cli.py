@@ -239,6 +239,8 @@ BENCHMARKS = {
     "soap": "bench.soap_throughput",
     "rest-large-body": "bench.rest_large_body",
     "audit-append": "bench.audit_append",
+    "audit-durability": "bench.audit_durability",
+    "audit-verify": "bench.audit_verify",
     "registry-load": "bench.registry_load",
 }
 
