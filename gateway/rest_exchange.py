@@ -182,6 +182,33 @@ def authenticate(
     return entry, entry.auth, verify_http_signature(env, incoming, head, entry)
 
 
+async def _authenticate_and_admit(
+    env: ExchangeEnv, incoming: RestIncoming, head: RestRequestHead, exchange: _RestExchange
+) -> None:
+    """Stage 2 in full: authenticate, check the signer's revocation, rate limit, replay."""
+    entry, mode, signed = authenticate(env, incoming, head)
+    exchange.client, exchange.auth_mode = entry, mode
+    if signed is not None:  # not revoked (OCSP/CRL per anchor)
+        anchors = env.registry.trust_anchor_entries
+        await env.revocation.check_signer(signed.signer, anchors, incoming.received_at)
+        exchange.signer_thumbprint = signed.signer.thumbprint_sha256
+        exchange.signature_digest = signed.signature_value_digest
+    # Replay of signed messages is by message id, or by signature when the id was generated.
+    replay_id = (
+        head.message_id
+        if not head.message_id_generated or signed is None
+        else f"sig:{signed.signature_value_digest}"
+    )
+    await admit(
+        env,
+        entry,
+        replay_id,
+        signed_created=signed.created if signed else None,
+        signed=signed is not None,
+        now=incoming.received_at,
+    )
+
+
 # --- 3. and 4. ------------------------------------------------------------------------------
 
 
@@ -356,24 +383,8 @@ async def run_rest_exchange(
         exchange.head = head
         if too_large is not None:
             raise too_large  # noqa: TRY301 - refused here so that the refusal is audited
-        # 2. authenticate
-        entry, mode, signed = authenticate(env, incoming, head)
-        exchange.client, exchange.auth_mode = entry, mode
-        if signed is not None:  # not revoked (OCSP/CRL per anchor)
-            anchors = env.registry.trust_anchor_entries
-            await env.revocation.check_signer(signed.signer, anchors, incoming.received_at)
-            exchange.signer_thumbprint = signed.signer.thumbprint_sha256
-            exchange.signature_digest = signed.signature_value_digest
-        await admit(  # rate limit; replay of signed messages by id (or signature if no id)
-            env,
-            entry,
-            head.message_id
-            if not head.message_id_generated or signed is None
-            else f"sig:{signed.signature_value_digest}",
-            signed_created=signed.created if signed else None,
-            signed=signed is not None,
-            now=incoming.received_at,
-        )
+        # 2. authenticate, revocation, rate limit, replay
+        await _authenticate_and_admit(env, incoming, head, exchange)
         # 3, 4. resolve and authorise (metaservices are answered by the gateway itself)
         meta = _is_meta_call(incoming.method, head)
         if not meta:
@@ -567,23 +578,7 @@ async def run_global_metaservice(
             purpose_ids=(),
             consent_ref=None,
         )
-        entry, mode, signed = authenticate(env, incoming, head)
-        exchange.client, exchange.auth_mode = entry, mode
-        if signed is not None:  # not revoked (OCSP/CRL per anchor)
-            anchors = env.registry.trust_anchor_entries
-            await env.revocation.check_signer(signed.signer, anchors, incoming.received_at)
-            exchange.signer_thumbprint = signed.signer.thumbprint_sha256
-            exchange.signature_digest = signed.signature_value_digest
-        await admit(  # rate limit; replay of signed messages by id (or signature if no id)
-            env,
-            entry,
-            head.message_id
-            if not head.message_id_generated or signed is None
-            else f"sig:{signed.signature_value_digest}",
-            signed_created=signed.created if signed else None,
-            signed=signed is not None,
-            now=incoming.received_at,
-        )
+        await _authenticate_and_admit(env, incoming, head, exchange)
         body = incoming.body
         await env.audit.append(
             [
