@@ -63,6 +63,25 @@ class GatewayMetrics:
             registry=self.registry,
         )
 
+    def count_exchange(
+        self,
+        client: object | None,
+        service: object | None,
+        protocol: str,
+        outcome: str,
+        seconds: float,
+    ) -> None:
+        """Count one finished exchange. ``client`` and ``service`` must be what the registry
+        vouches for (an authenticated client, a resolved service), never header values, so
+        that nobody can mint label values."""
+        self.exchanges.labels(
+            client=str(client) if client is not None else "unauthenticated",
+            service=str(service) if service is not None else "unresolved",
+            protocol=protocol,
+            outcome=outcome,
+        ).inc()
+        self.exchange_seconds.labels(protocol=protocol).observe(seconds)
+
     def render(self) -> bytes:
         """The metrics in the Prometheus text exposition format."""
         return generate_latest(self.registry)

@@ -433,6 +433,7 @@ async def run_rest_exchange(
         )
         await env.audit.append([response_draft])
         bound.info("exchange", outcome="ok", status=status, duration_ms=round(duration, 2))
+        _count(env, exchange, "ok", started)
         # 9. render
         return RestOutgoing(status, headers, reply)
     except Exception as exc:
@@ -461,6 +462,16 @@ async def _answer_meta(
     return answer.status, [("Content-Type", answer.content_type)], reply
 
 
+def _count(env: ExchangeEnv, exchange: _RestExchange, outcome: str, started: float) -> None:
+    env.metrics.count_exchange(
+        exchange.client.id if exchange.client else None,
+        exchange.service.id if exchange.service else None,
+        "rest",
+        outcome,
+        time.perf_counter() - started,
+    )
+
+
 async def _refuse(
     env: ExchangeEnv,
     exchange: _RestExchange,
@@ -474,6 +485,7 @@ async def _refuse(
         bound.exception("exchange failed with an internal error")
     else:
         bound.info("exchange refused", fault=fault.full_code(), reason=str(exc))
+    _count(env, exchange, fault.full_code(), started)
     accept = dict(exchange.incoming.header_map()).get("accept", [None])[0]
     body, content_type = render_error(
         fault, exchange.request_id, accept, env.settings.fault_code_style

@@ -399,13 +399,13 @@ async def _audit(env: ExchangeEnv, drafts: list[AuditRecordDraft]) -> None:
 
 
 def _count(env: ExchangeEnv, exchange: _Exchange, outcome: str, started: float) -> None:
-    # Labels only from what the registry vouches for: no attacker-chosen label values.
-    client = str(exchange.client.entry.id) if exchange.client else "unauthenticated"
-    service = str(exchange.service.id) if exchange.service else "unresolved"
-    env.metrics.exchanges.labels(
-        client=client, service=service, protocol="soap", outcome=outcome
-    ).inc()
-    env.metrics.exchange_seconds.labels(protocol="soap").observe(time.perf_counter() - started)
+    env.metrics.count_exchange(
+        exchange.client.entry.id if exchange.client else None,
+        exchange.service.id if exchange.service else None,
+        "soap",
+        outcome,
+        time.perf_counter() - started,
+    )
 
 
 async def run_soap_exchange(env: ExchangeEnv, incoming: IncomingRequest) -> OutgoingResponse:

@@ -79,3 +79,12 @@ async def test_record_with_inclusion_proof_and_consistency(rest_gateway: RestDep
     )
     assert consistency.status == 200
     assert len((await consistency.json())["hashes"]) >= 1
+
+
+async def test_rest_exchanges_are_counted_in_metrics(rest_gateway: RestDeployment) -> None:
+    await _exchanges(rest_gateway)
+    await rest_gateway.client.get("/restapi/pet/1", headers={"Uxp-Client": CLIENT})  # refused
+    metrics = (await (await rest_gateway.admin.get("/metrics")).read()).decode()
+    ok = f'obmin_exchanges_total{{client="{CLIENT}",outcome="ok",protocol="rest",service="{SERVICE}"}} 2.0'
+    assert ok in metrics
+    assert 'outcome="Client.MissingHeaderField",protocol="rest"' in metrics
