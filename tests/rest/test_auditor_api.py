@@ -85,6 +85,6 @@ async def test_rest_exchanges_are_counted_in_metrics(rest_gateway: RestDeploymen
     await _exchanges(rest_gateway)
     await rest_gateway.client.get("/restapi/pet/1", headers={"Uxp-Client": CLIENT})  # refused
     metrics = (await (await rest_gateway.admin.get("/metrics")).read()).decode()
-    ok = f'obmin_exchanges_total{{client="{CLIENT}",outcome="ok",protocol="rest",service="{SERVICE}"}} 2.0'
-    assert ok in metrics
+    labels = f'client="{CLIENT}",outcome="ok",protocol="rest",service="{SERVICE}"'
+    assert f"obmin_exchanges_total{{{labels}}} 2.0" in metrics
     assert 'outcome="Client.MissingHeaderField",protocol="rest"' in metrics
