@@ -27,7 +27,7 @@ pki: install
 run: pki
 	@mkdir -p var
 	@$(BIN)/obmin example-provider --port $(PROVIDER_PORT) & echo $$! > var/example-provider.pid; \
-	trap 'kill $$(cat var/example-provider.pid) 2>/dev/null; rm -f var/example-provider.pid' EXIT INT TERM; \
+	trap 'kill $$(cat var/example-provider.pid 2>/dev/null) 2>/dev/null; rm -f var/example-provider.pid' EXIT INT TERM; \
 	$(BIN)/obmin serve -c $(CONFIG)
 
 # Send one signed request to a running gateway (`make run` in another terminal).
