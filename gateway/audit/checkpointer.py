@@ -134,8 +134,7 @@ class Checkpointer:
         task, self._task = self._task, None
         if task is not None:
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await asyncio.wait([task])  # a cancel of stop() itself still propagates
         if self._inflight is not None:  # a checkpoint the timer started, shielded from cancel
             with contextlib.suppress(AuditError):
                 await self._inflight
@@ -152,8 +151,11 @@ class Checkpointer:
 
     async def _run(self) -> None:
         while True:
+            # asyncio.timeout, not wait_for: on Python 3.11, wait_for swallows a cancel that
+            # arrives as the wait ends, and stop() would then wait for this loop forever.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._interval)
+                async with asyncio.timeout(self._interval):
+                    await self._wake.wait()
             self._wake.clear()
             # Shielded: a stop() during the commit must not leave a stored checkpoint that
             # this object does not know about.

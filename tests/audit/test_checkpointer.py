@@ -266,3 +266,19 @@ async def test_from_settings_reads_the_log_key(
         load_log_key(ec_file)
     with pytest.raises(AuditError, match="cannot load"):
         load_log_key(tmp_path / "missing.key")
+
+
+async def test_stop_just_after_a_wake_up_returns(
+    store: SqliteAuditStore, log_key: Ed25519PrivateKey
+) -> None:
+    """A stop in the same loop turn as the wake-up of the timer task must still stop it
+    (Python 3.11's wait_for swallowed that cancel, and the gateway's shutdown hung)."""
+    checkpointer = _checkpointer(store, log_key, every=1)
+    await checkpointer.start()
+    await asyncio.sleep(0)  # the timer task is now waiting for a wake-up
+    checkpointer._on_commit(1)  # what the store calls after a commit: wakes the task
+    stopping = asyncio.create_task(checkpointer.stop())
+    done, _ = await asyncio.wait([stopping], timeout=5)  # a hang detector, not a timing
+    if not done:
+        stopping.cancel()
+    assert stopping in done, "stop() did not return: the timer task ignored its cancel"
