@@ -243,7 +243,8 @@ async def _handle_rest(
             await response.prepare(request)
             await response.write(outgoing.body)
         else:
-            response.content_length = outgoing.body.size
+            length = outgoing.content_length
+            response.content_length = outgoing.body.size if length is None else length
             await response.prepare(request)
             try:
                 async for chunk in outgoing.body.chunks():
