@@ -50,6 +50,7 @@ from gateway.ratelimit import RateLimited
 from gateway.rest.auth import VerifiedRest, verify_http_signature
 from gateway.rest.json_body import JsonLimits, check_json, is_json_media_type
 from gateway.rest.protocol import (
+    GATEWAY_OWNED,
     UXP_HEADERS,
     XROAD_HEADERS,
     Dialect,
@@ -424,8 +425,7 @@ def _provider_headers(
     names: Mapping[str, str], provider: list[tuple[str, str]]
 ) -> list[tuple[str, str]]:
     """The provider's headers that reach the client: no hop-by-hop, none the gateway sets."""
-    own = {names[k] for k in ("client", "service", "id", "request_id", "request_hash", "error")}
-    own |= _SIGNED_BY_GATEWAY
+    own = {names[k] for k in ("client", "service", "id")} | GATEWAY_OWNED | _SIGNED_BY_GATEWAY
     hop = hop_by_hop_names(provider)
     return [(k, v) for k, v in provider if not is_hop_by_hop(k, hop) and k.lower() not in own]
 

@@ -22,6 +22,7 @@ from registry.errors import InvalidIdentifier
 from registry.identifiers import ClientId, ServiceId
 
 __all__ = [
+    "GATEWAY_OWNED",
     "HOP_BY_HOP",
     "UXP_HEADERS",
     "XROAD_HEADERS",
@@ -83,6 +84,14 @@ UXP_HEADERS = {
     "request_hash": "uxp-request-hash",
     "error": "uxp-error",
 }
+
+
+# Set only by a gateway, in either dialect: whatever a client or a provider sends is dropped.
+GATEWAY_OWNED = frozenset(
+    names[key]
+    for names in (XROAD_HEADERS, UXP_HEADERS)
+    for key in ("request_id", "request_hash", "error")
+)
 
 
 class RestError(GatewayError):
@@ -233,11 +242,11 @@ def is_hop_by_hop(name: str, hop: frozenset[str]) -> bool:
 
 
 def filter_headers(headers: Iterable[tuple[str, str]], dialect: Dialect) -> list[tuple[str, str]]:
-    """Headers that may pass to the provider, in order: no hop-by-hop ones, none that only the
-    gateway sets (request id, request hash, error); the client's X-Road headers pass, as in
-    X-Road."""
-    names = XROAD_HEADERS if dialect == "xroad" else UXP_HEADERS
-    own = {names["request_id"], names["request_hash"], names["error"]}
+    """Headers that may pass to the provider, in order: no hop-by-hop ones, none that only a
+    gateway sets (request id, request hash, error, in either dialect); the client's other
+    X-Road headers pass, as in X-Road. ``dialect`` is the request's (for symmetry with the
+    other helpers: the rule is the same for both)."""
+    own = GATEWAY_OWNED
     listed = list(headers)
     hop = hop_by_hop_names(listed)
     return [(k, v) for k, v in listed if not is_hop_by_hop(k, hop) and k.lower() not in own]
