@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from gateway.errors import fault_for
-from gateway.spool import SpoolFailed, SpooledBody, TooLarge
+from gateway.spool import SpooledBody, SpoolFailed, TooLarge
 
 KIB = 1024
 MiB = 1024 * KIB
@@ -46,7 +46,6 @@ async def test_small_body_stays_in_memory(tmp_path: Path) -> None:
     body.close()
 
 
-
 async def test_large_body_goes_to_disk_with_memory_bounded(tmp_path: Path) -> None:
     threshold = 100 * KIB
     body = SpooledBody(limit=8 * MiB, memory_threshold=threshold, directory=tmp_path)
@@ -64,9 +63,10 @@ async def test_large_body_goes_to_disk_with_memory_bounded(tmp_path: Path) -> No
     files = _spool_files(tmp_path)
     assert len(files) == 1 and files[0].endswith("(deleted)")  # on disk, but nameless
     fd = next(
-        int(fd) for fd in os.listdir("/proc/self/fd")
+        int(fd)
+        for fd in os.listdir("/proc/self/fd")
         if os.readlink(f"/proc/self/fd/{fd}") == files[0]
-    )  # fmt: skip
+    )
     assert os.fstat(fd).st_size == body.size == 40 * len(chunk)
     assert body.sha256() == expected256.digest()
     assert body.sha512() == expected512.digest()
@@ -80,8 +80,12 @@ async def test_large_body_goes_to_disk_with_memory_bounded(tmp_path: Path) -> No
 
 
 async def test_limit_raises_and_releases_the_file(tmp_path: Path) -> None:
-    body = SpooledBody(limit=300 * KIB, memory_threshold=64 * KIB, directory=tmp_path,
-                       too_large_code="ServiceFailed.MessageTooLarge")  # fmt: skip
+    body = SpooledBody(
+        limit=300 * KIB,
+        memory_threshold=64 * KIB,
+        directory=tmp_path,
+        too_large_code="ServiceFailed.MessageTooLarge",
+    )
     await body.write(b"x" * 200 * KIB)
     assert len(_spool_files(tmp_path)) == 1
     with pytest.raises(TooLarge) as caught:

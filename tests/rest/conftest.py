@@ -202,7 +202,7 @@ async def _deploy(
     shared_state: dict[str, Any],
     limits: dict[str, Any],
 ) -> RestDeployment:
-    tmp_path.mkdir(parents=True)
+    tmp_path.mkdir(parents=True)  # noqa: ASYNC240 - test setup, nothing is being served yet
     log = ProviderLog()
     signed_cert = signers["ed25519"]
     server: TestServer = await aiohttp_server(petstore(log))

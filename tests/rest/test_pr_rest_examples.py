@@ -107,9 +107,14 @@ def _registry(
             for mid, subs in subsystems.items()
         ],
         "services": [
-            {"provider": provider_id, "code": code, "type": "rest", "url": url,
-             "timeout": {"connect": 1, "total": 5}}
-        ],  # fmt: skip
+            {
+                "provider": provider_id,
+                "code": code,
+                "type": "rest",
+                "url": url,
+                "timeout": {"connect": 1, "total": 5},
+            }
+        ],
         "access": [{"provider": provider_id, "service": code, "clients": [str(client)]}],
     }
 
@@ -134,9 +139,12 @@ def deploy(
             url = str(server.make_url("/"))
         member = MemberId(client_id.instance, client_id.member_class, client_id.member_code)
         signer = issue_member_cert(
-            dev_pki, member, name=client_id.subsystem or "client",
-            out_dir=tmp_path / "signer", key_type="ed25519",
-        )  # fmt: skip
+            dev_pki,
+            member,
+            name=client_id.subsystem or "client",
+            out_dir=tmp_path / "signer",
+            key_type="ed25519",
+        )
         registry = _registry(client_id, service, url, signer, dev_pki / "ca" / "ca.crt")
         (tmp_path / "registry").mkdir()
         (tmp_path / "registry" / "r.yaml").write_text(yaml.safe_dump(registry), encoding="utf-8")
@@ -165,8 +173,14 @@ async def _call(
 ) -> Answer:
     """Sign (method, target and every X-Road header present) and send on the wire."""
     plain = {k: v for k, v in headers if k.lower() != "host"}
-    covered = ("@method", "@target-uri", *(k.lower() for k in plain if k.lower().startswith("x-road-")))
-    signed = sign(gw.client, method, target, plain, gw.signer, components=covered, body=body or None)
+    covered = (
+        "@method",
+        "@target-uri",
+        *(k.lower() for k in plain if k.lower().startswith("x-road-")),
+    )
+    signed = sign(
+        gw.client, method, target, plain, gw.signer, components=covered, body=body or None
+    )
     return await send(gw.client, method, target, signed, body)
 
 
@@ -230,7 +244,9 @@ async def test_pr_rest_example(
     headers = [(k, v.replace("{client}", CLIENT)) for k, v in spec_headers]
     answer = await _call(gw, method, path, headers, body)
     assert answer.status == status, answer.body
-    assert [(m, p, b) for m, p, _, b in provider.seen] == [(method, path.split(SERVICE, 1)[1], body)]
+    assert [(m, p, b) for m, p, _, b in provider.seen] == [
+        (method, path.split(SERVICE, 1)[1], body)
+    ]
     shown = {k.lower() for k, _ in answer_headers if k.lower().startswith("x-road-")}
     assert shown <= {k.lower() for k, _ in answer.headers}
     assert answer["x-road-client"] == CLIENT
@@ -281,8 +297,13 @@ async def test_pr_rest_4_3_headers(deploy: Callable[..., Any]) -> None:
     verify_answer(answer, gw.pki)
     # The provider sees the client's X-Road headers (X-Road passes them) and its id.
     seen = {k.lower(): v for k, v in provider.seen[0][2].items()}
-    for name in ("X-Road-Security-Server", "X-Road-Represented-Party", "X-Road-UserId",
-                 "X-Road-Issue", "X-Road-Id"):  # fmt: skip
+    for name in (
+        "X-Road-Security-Server",
+        "X-Road-Represented-Party",
+        "X-Road-UserId",
+        "X-Road-Issue",
+        "X-Road-Id",
+    ):
         assert seen[name.lower()] == sent[name]
     # The signed who-and-why are in the audit record.
     store = await open_audit_store(gw.settings.audit)

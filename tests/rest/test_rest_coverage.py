@@ -56,8 +56,14 @@ async def test_unsigned_interpreted_header_is_refused(
 ) -> None:
     headers, components = _base(dialect)
     headers[header] = VALUES[header]
-    signed = sign(rest_gateway.client, "GET", _target(dialect), headers, rest_gateway.signer,
-                  components=tuple(components))  # fmt: skip
+    signed = sign(
+        rest_gateway.client,
+        "GET",
+        _target(dialect),
+        headers,
+        rest_gateway.signer,
+        components=tuple(components),
+    )
     answer = await send(rest_gateway.client, "GET", _target(dialect), signed)
     error = "X-Road-Error" if dialect == "xroad" else "Uxp-Error"
     assert (answer.status, answer[error]) == (400, "Client.MissingCoveredComponent")
@@ -67,8 +73,14 @@ async def test_unsigned_interpreted_header_is_refused(
 
 async def test_uxp_service_must_be_signed(rest_gateway: RestDeployment) -> None:
     headers = {"Uxp-Client": SIGNED, "Uxp-Service": SERVICE}
-    signed = sign(rest_gateway.client, "GET", "/restapi/pet/1", headers, rest_gateway.signer,
-                  components=("@method", "@target-uri", "uxp-client"))  # fmt: skip
+    signed = sign(
+        rest_gateway.client,
+        "GET",
+        "/restapi/pet/1",
+        headers,
+        rest_gateway.signer,
+        components=("@method", "@target-uri", "uxp-client"),
+    )
     answer = await send(rest_gateway.client, "GET", "/restapi/pet/1", signed)
     assert answer["Uxp-Error"] == "Client.MissingCoveredComponent"
     assert "uxp-service" in answer.body.decode()
@@ -79,13 +91,20 @@ async def test_changing_a_signed_uxp_id_breaks_the_signature(rest_gateway: RestD
     copy with another Uxp-Id is no longer a valid message."""
     headers, components = _base("uxp")
     headers["Uxp-Id"] = f"uxp-{uuid.uuid4()}"
-    signed = sign(rest_gateway.client, "GET", "/restapi/pet/1", headers, rest_gateway.signer,
-                  components=(*components, "uxp-id"))  # fmt: skip
+    signed = sign(
+        rest_gateway.client,
+        "GET",
+        "/restapi/pet/1",
+        headers,
+        rest_gateway.signer,
+        components=(*components, "uxp-id"),
+    )
     first = await send(rest_gateway.client, "GET", "/restapi/pet/1", signed)
     assert first.status == 200
     assert first["Uxp-Queryid"] == headers["Uxp-Id"]
-    renamed = await send(rest_gateway.client, "GET", "/restapi/pet/1",
-                         {**signed, "Uxp-Id": f"uxp-{uuid.uuid4()}"})  # fmt: skip
+    renamed = await send(
+        rest_gateway.client, "GET", "/restapi/pet/1", {**signed, "Uxp-Id": f"uxp-{uuid.uuid4()}"}
+    )
     assert renamed["Uxp-Error"] == "Client.InvalidSignatureValue"
     again = await send(rest_gateway.client, "GET", "/restapi/pet/1", signed)
     assert again["Uxp-Error"] == "Client.ReplayedMessage"
@@ -105,8 +124,14 @@ async def test_signed_who_and_why_reach_the_audit_log(
         headers[header] = message_id if header in ("x-road-id", "uxp-queryid") else VALUES[header]
         components.append(header)
     headers["X-Road-Extension-Header"] = "not interpreted, so not required to be signed"
-    signed = sign(rest_gateway.client, "GET", _target(dialect), headers, rest_gateway.signer,
-                  components=tuple(components))  # fmt: skip
+    signed = sign(
+        rest_gateway.client,
+        "GET",
+        _target(dialect),
+        headers,
+        rest_gateway.signer,
+        components=tuple(components),
+    )
     answer = await send(rest_gateway.client, "GET", _target(dialect), signed)
     assert answer.status == 200, answer.body
     verify_answer(answer, rest_gateway.pki, dialect=dialect)

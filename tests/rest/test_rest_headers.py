@@ -24,22 +24,32 @@ HOP_REQUEST = [
     ("Proxy-Client-Thing", "1"),
     ("X-Client-Kept", "yes"),
 ]
-CLIENT_VALUES = {
-    v for k, v in HOP_REQUEST if k not in ("X-Road-Client", "X-Client-Kept", "Expect")
-}
+CLIENT_VALUES = {v for k, v in HOP_REQUEST if k not in ("X-Road-Client", "X-Client-Kept", "Expect")}
 
 
 async def test_provider_gets_no_hop_by_hop_header(rest_gateway: RestDeployment) -> None:
     answer = await send(
-        rest_gateway.client, "POST", f"{R1}/hop", [*HOP_REQUEST, ("Content-Type", "text/plain")],
+        rest_gateway.client,
+        "POST",
+        f"{R1}/hop",
+        [*HOP_REQUEST, ("Content-Type", "text/plain")],
         b"body",
-    )  # fmt: skip
+    )
     assert answer.status == 200, answer.body
     _, _, received, size = rest_gateway.provider.requests[-1]
     names = {name.lower() for name in received}
     assert size == 4
-    for name in ("keep-alive", "te", "trailer", "upgrade", "expect", "user-agent", "server",
-                 "transfer-encoding", "x-client-hop"):  # fmt: skip
+    for name in (
+        "keep-alive",
+        "te",
+        "trailer",
+        "upgrade",
+        "expect",
+        "user-agent",
+        "server",
+        "transfer-encoding",
+        "x-client-hop",
+    ):
         assert name not in names, name
     assert not any(name.startswith("proxy-") for name in names)
     assert CLIENT_VALUES.isdisjoint(received.values()), received

@@ -134,8 +134,17 @@ def test_check_json_names_the_problem(document: bytes, problem: str) -> None:
 
 @pytest.mark.parametrize(
     "document",
-    [b"0", b'"text"', b"null", b"[" * 64 + b"]" * 64, b"1.7976931348623157e308", b"1e-400",
-     b'{"a": 1, "A": 2}', b'["\\ud800"]', b"-0"],
-)  # fmt: skip
+    [
+        b"0",
+        b'"text"',
+        b"null",
+        b"[" * 64 + b"]" * 64,
+        b"1.7976931348623157e308",
+        b"1e-400",
+        b'{"a": 1, "A": 2}',
+        b'["\\ud800"]',
+        b"-0",
+    ],
+)
 def test_check_json_accepts_valid_documents(document: bytes) -> None:
     check_json(document, "application/json", JsonLimits())

@@ -24,9 +24,9 @@ def _redis_up() -> bool:
 
 
 @pytest.fixture(params=["memory", "redis"])
-async def pair(request: pytest.FixtureRequest, make_rest_gateway: RestGatewayFactory) -> tuple[
-    RestDeployment, RestDeployment
-]:
+async def pair(
+    request: pytest.FixtureRequest, make_rest_gateway: RestGatewayFactory
+) -> tuple[RestDeployment, RestDeployment]:
     """Two gateways with the same registry; over Redis they share one replay cache."""
     if request.param == "redis" and not _redis_up():
         pytest.skip("Redis is not reachable on 127.0.0.1:6379")
@@ -115,7 +115,9 @@ async def test_same_signed_content_without_id_is_new_only_once(
 
 
 @pytest.mark.parametrize("dialect", ["xroad", "uxp"])
-async def test_nonce_is_accepted_once(pair: tuple[RestDeployment, RestDeployment], dialect: str) -> None:
+async def test_nonce_is_accepted_once(
+    pair: tuple[RestDeployment, RestDeployment], dialect: str
+) -> None:
     first, _ = pair
     nonce = f"nonce-{uuid.uuid4()}"
     target, headers = _request(first, dialect, f"id-{uuid.uuid4()}", nonce=nonce)

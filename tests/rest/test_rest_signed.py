@@ -124,8 +124,17 @@ def _wire_signed(
         "Content-Type": "application/json",
     }
     key = gw.signers[signer or wire.ALGORITHMS[algorithm][0]]
-    return wire.sign(gw.client, "POST", PATH, headers, key, algorithm=algorithm,
-                     components=components, body=BODY, **options)  # fmt: skip
+    return wire.sign(
+        gw.client,
+        "POST",
+        PATH,
+        headers,
+        key,
+        algorithm=algorithm,
+        components=components,
+        body=BODY,
+        **options,
+    )
 
 
 @pytest.mark.parametrize("algorithm", sorted(wire.ALGORITHMS))

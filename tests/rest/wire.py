@@ -197,11 +197,14 @@ def request_hash(answer: Answer, *, dialect: str = "xroad") -> str:
     request_line, *header_lines = head.decode("utf-8").split("\r\n")
     method, target, _ = request_line.split(" ")
     fields = [(n, v.strip(" \t")) for n, _, v in (line.partition(":") for line in header_lines)]
-    named = {t.strip().lower() for n, v in fields if n.lower() == "connection" for t in v.split(",")}
+    named = {
+        t.strip().lower() for n, v in fields if n.lower() == "connection" for t in v.split(",")
+    }
     kept = [
         (n, v)
         for n, v in fields
-        if n.lower() not in _NOT_HASHED | named | gateway_owned and not n.lower().startswith("proxy-")
+        if n.lower() not in _NOT_HASHED | named | gateway_owned
+        and not n.lower().startswith("proxy-")
     ]
     kept.append((request_id_name, answer[request_id_name]))
     id_names = {"x-road-id"} if dialect == "xroad" else {"uxp-queryid", "uxp-id"}
