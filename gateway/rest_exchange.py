@@ -491,6 +491,7 @@ async def run_rest_exchange(
     bound = log.bind(request_id=exchange.request_id, peer=incoming.peer)
     request_logged = False
     body = incoming.body
+    reply: SpooledBody | None = None
     try:
         # 1. parse
         head = parse_rest_head(incoming.method, incoming.target, incoming.header_map())
@@ -550,6 +551,8 @@ async def run_rest_exchange(
         # 9. render
         return RestOutgoing(status, headers, reply, _head_length(incoming, provider_headers))
     except Exception as exc:
+        if reply is not None:  # answered with an error instead: the provider's body goes
+            reply.close()
         return await _refuse(env, exchange, exc, request_logged, started, bound)
 
 

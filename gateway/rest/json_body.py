@@ -16,8 +16,8 @@ its body is:
   arbitrary-precision decoders spend unbounded time and memory, and overflow the others.
 
 The parse keeps nothing of the document: each object is reduced to its nesting depth as soon
-as it is complete, so memory stays near the size of the text. Bodies above
-``max_bytes`` are refused rather than read whole (`JsonLimits`).
+as it is complete, so memory stays near the size of the text. The exchange refuses bodies above
+``JsonLimits.max_bytes`` before reading them whole (``gateway.rest_exchange.check_json_body``).
 """
 
 from __future__ import annotations

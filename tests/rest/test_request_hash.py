@@ -85,5 +85,5 @@ async def test_uxp_dialect_uses_its_own_names(rest_gateway: RestDeployment) -> N
     assert answer.get("X-Road-Request-Hash") is None
     assert answer["Uxp-Request-Hash"] == request_hash(answer, dialect="uxp")
     forwarded = {k.lower(): v for k, v in rest_gateway.provider.requests[-1][2].items()}
-    assert forwarded["x-road-request-id"] != "forged"  # a gateway's header, whatever dialect
+    assert "x-road-request-id" not in forwarded  # a gateway's header, whatever the dialect
     verify_answer(answer, rest_gateway.pki, dialect="uxp")
