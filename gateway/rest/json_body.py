@@ -22,6 +22,7 @@ as it is complete, so memory stays near the size of the text. The exchange refus
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from dataclasses import dataclass
@@ -69,42 +70,71 @@ def _refuse(problem: str) -> NoReturn:
     raise RestError(f"the JSON request body is refused: {problem}", code="InvalidJson")
 
 
+class _Depth(int):
+    """What an object parses to: its nesting depth (numbers parse to int/float, never this)."""
+
+    __slots__ = ()
+
+
+@functools.cache
+def _depths(max_depth: int) -> tuple[_Depth, ...]:
+    return tuple(_Depth(depth) for depth in range(max_depth + 1))
+
+
 class _Checker:
-    """The hooks of `json.loads`: each returns the depth of what it parsed, never the value."""
+    """The hooks of `json.loads`. Objects are reduced to their depth as soon as they are
+    complete; numbers are checked as the literals they are written as (never converted)."""
 
     def __init__(self, limits: JsonLimits) -> None:
-        self.limits = limits
+        self.max_depth = limits.max_depth
+        self.max_digits = limits.max_number_digits
+        self.depths = _depths(limits.max_depth)
 
-    def depth(self, value: object) -> int:
-        if type(value) is int:  # a nested object, already reduced (numbers are 0)
-            return value
-        if type(value) is list:
-            deepest = 1 + max((self.depth(item) for item in value), default=0)
-            self._check_depth(deepest)
-            return deepest
-        return 0  # string, true, false, null
+    def list_depth(self, items: list[object]) -> int:
+        deepest = 0
+        for item in items:
+            kind = type(item)
+            if kind is _Depth:
+                depth = int(item)  # type: ignore[call-overload]
+            elif kind is list:
+                depth = self.list_depth(item)  # type: ignore[arg-type]
+            else:
+                continue
+            deepest = max(deepest, depth)
+        return self._bounded(deepest + 1)
 
-    def _check_depth(self, depth: int) -> None:
-        if depth > self.limits.max_depth:
-            raise _Invalid(
-                f"arrays and objects are nested deeper than {self.limits.max_depth} levels"
-            )
+    def _bounded(self, depth: int) -> int:
+        if depth > self.max_depth:
+            raise _Invalid(f"arrays and objects are nested deeper than {self.max_depth} levels")
+        return depth
 
-    def object_pairs(self, pairs: list[tuple[str, object]]) -> int:
-        seen: set[str] = set()
-        for key, _ in pairs:
-            if key in seen:
-                raise _Invalid(f"an object has the key {_shown(key)} more than once")
-            seen.add(key)
-        deepest = 1 + max((self.depth(value) for _, value in pairs), default=0)
-        self._check_depth(deepest)
-        return deepest
+    def object_pairs(self, pairs: list[tuple[str, object]]) -> _Depth:
+        if len({key for key, _ in pairs}) != len(pairs):
+            seen: set[str] = set()
+            for key, _ in pairs:
+                if key in seen:
+                    raise _Invalid(f"an object has the key {_shown(key)} more than once")
+                seen.add(key)
+        deepest = 0
+        for _, value in pairs:
+            kind = type(value)
+            if kind is _Depth:
+                depth = int(value)  # type: ignore[call-overload]
+            elif kind is list:
+                depth = self.list_depth(value)  # type: ignore[arg-type]
+            else:
+                continue
+            deepest = max(deepest, depth)
+        return self.depths[self._bounded(deepest + 1)]
 
     def integer(self, literal: str) -> int:
-        self._check_digits(literal.lstrip("-"))
+        if len(literal) > self.max_digits:
+            self._check_digits(literal.lstrip("-"))
         return 0
 
-    def real(self, literal: str) -> int:
+    def real(self, literal: str) -> float:
+        if len(literal) <= self.max_digits and "e" not in literal and "E" not in literal:
+            return 0.0  # plain decimals of few digits: nothing to overflow
         mantissa, _, exponent = literal.lower().partition("e")
         self._check_digits(mantissa.lstrip("-").replace(".", ""))
         if exponent:
@@ -115,13 +145,12 @@ class _Checker:
                 )
         if math.isinf(float(literal)):
             raise _Invalid(f"the number {_shown(literal)} overflows a 64-bit float")
-        return 0
+        return 0.0
 
     def _check_digits(self, digits: str) -> None:
-        if len(digits) > self.limits.max_number_digits:
+        if len(digits) > self.max_digits:
             raise _Invalid(
-                f"a number literal has {len(digits)} digits; at most "
-                f"{self.limits.max_number_digits} are accepted"
+                f"a number literal has {len(digits)} digits; at most {self.max_digits} are accepted"
             )
 
     @staticmethod
@@ -156,7 +185,8 @@ def check_json(body: bytes, content_type: str, limits: JsonLimits) -> None:
             parse_float=checker.real,
             parse_constant=checker.constant,
         )
-        checker.depth(top)
+        if type(top) is list:
+            checker.list_depth(top)
     except _Invalid as exc:
         _refuse(str(exc))
     except RecursionError:
