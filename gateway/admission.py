@@ -8,6 +8,7 @@ their signed creation time bounds the window in which an id must stay unique (SP
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from datetime import datetime
 
 from gateway.context import ExchangeEnv
@@ -24,8 +25,13 @@ async def admit(
     signed_created: datetime | None,
     signed: bool,
     now: datetime,
+    also: Sequence[str] = (),
 ) -> None:
-    """Raise `RateLimited` or `ReplayedMessage` (or the stores' unavailability) or return."""
+    """Raise `RateLimited` or `ReplayedMessage` (or the stores' unavailability) or return.
+
+    ``also`` are further names that must be new for the client, each remembered like the
+    message id (an RFC 9421 nonce).
+    """
     if entry.rate_limit is not None:
         await env.rate_limiter.acquire(
             str(entry.id),
@@ -34,6 +40,7 @@ async def admit(
             now=time.monotonic(),
         )
     if signed:
-        await env.replay.remember(
-            str(entry.id), message_id, created=signed_created, now=now, window=env.max_clock_skew
-        )
+        for replay_id in (message_id, *also):
+            await env.replay.remember(
+                str(entry.id), replay_id, created=signed_created, now=now, window=env.max_clock_skew
+            )

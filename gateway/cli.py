@@ -242,6 +242,7 @@ BENCHMARKS = {
     "audit-durability": "bench.audit_durability",
     "audit-verify": "bench.audit_verify",
     "registry-load": "bench.registry_load",
+    "json-validation": "bench.json_validation",
 }
 
 

@@ -1,7 +1,9 @@
 """One REST exchange (X-Road r1 or Trembita/UXP), stage by stage, as for SOAP.
 
     1. parse        path or headers to client, service, path; header values checked
-    2. authenticate auth mode; RFC 9421 signature and Content-Digest against the body received
+    2. authenticate auth mode; RFC 9421 signature and Content-Digest against the body received;
+                    revocation, rate limit, replay (message id or what was signed, and nonce)
+    2b. body        a JSON request body is validated (syntax, duplicate keys, depth, numbers)
     3. resolve      the service (rest or openapi) in the registry snapshot
     4. authorise    service code, method and normalised path; default deny
     5. audit-in     request record durable before forwarding
@@ -10,7 +12,9 @@
     8. audit-out    response record durable before the client sees a byte
     9. render       the provider's answer streamed from the spool, or obmin's error
 
-Bodies are spooled (`SpooledBody`), so memory stays flat whatever their size.
+Bodies are spooled (`SpooledBody`), so memory stays flat whatever their size. Every answer,
+obmin's own errors included, carries the X-Road headers known at that point, a
+Content-Digest and the gateway's RFC 9421 signature (SPEC 5.3).
 """
 
 from __future__ import annotations
@@ -44,13 +48,17 @@ from gateway.meta import (
 from gateway.provider_tls import provider_ssl
 from gateway.ratelimit import RateLimited
 from gateway.rest.auth import VerifiedRest, verify_http_signature
+from gateway.rest.json_body import JsonLimits, check_json, is_json_media_type
 from gateway.rest.protocol import (
-    HOP_BY_HOP,
+    GATEWAY_OWNED,
     UXP_HEADERS,
     XROAD_HEADERS,
+    Dialect,
     RestError,
     RestRequestHead,
     filter_headers,
+    hop_by_hop_names,
+    is_hop_by_hop,
     parse_rest_head,
     render_error,
     rest_request_hash,
@@ -60,6 +68,7 @@ from gateway.tls import check_tls_client
 from registry import ClientEntry, ClientId, ServiceEntry, ServiceId, normalise_path
 from registry.errors import InvalidIdentifier
 from security.digest import content_digest_header
+from security.errors import SecurityError
 from security.httpsig_response import sign_response
 
 __all__ = ["RestIncoming", "RestOutgoing", "run_global_metaservice", "run_rest_exchange"]
@@ -91,11 +100,16 @@ class RestIncoming:
 
 @dataclass(slots=True)
 class RestOutgoing:
-    """What the client port sends back: status, headers and a spooled body."""
+    """What the client port sends back: status, headers and a spooled body.
+
+    ``content_length`` is the provider's ``Content-Length`` of a HEAD answer, whose body is
+    empty by definition (RFC 9110 9.3.2); None means the length of ``body``.
+    """
 
     status: int
     headers: list[tuple[str, str]]
     body: SpooledBody | bytes
+    content_length: int | None = None
 
 
 @dataclass(slots=True)
@@ -110,6 +124,30 @@ class _RestExchange:
     service: ServiceEntry | None = None
     path: str | None = None
     caller: ClientId | None = None  # the client of a call without a service (listClients)
+    body_complete: bool = True  # False when the body outgrew its limit while it was read
+
+    @property
+    def names(self) -> Mapping[str, str]:
+        """The header names of the request's dialect."""
+        return self.head.names if self.head else _default_names(self.incoming)
+
+    def request_hash(self) -> str | None:
+        """``X-Road-Request-Hash`` of the request received, or None if its body was not read
+        whole (see `rest_request_hash`)."""
+        if not self.body_complete:
+            return None
+        incoming, head = self.incoming, self.head
+        dialect: Dialect = head.dialect if head else _default_dialect(incoming)
+        body = incoming.body
+        return rest_request_hash(
+            incoming.method,
+            incoming.target,
+            incoming.headers,
+            body.sha512() if body.size else None,
+            dialect=dialect,
+            request_id=self.request_id,
+            generated_message_id=head.message_id if head and head.message_id_generated else None,
+        )
 
     def draft(
         self,
@@ -133,7 +171,7 @@ class _RestExchange:
             dialect=head.dialect if head else None,
             message_id=head.message_id if head else None,
             client=str(head.client) if head else (str(self.caller) if self.caller else None),
-            service=str(head.service) if head else None,
+            service=str(head.service) if head and self.caller is None else None,
             user_id=head.user_id if head else None,
             issue=head.issue if head else None,
             represented_party=head.represented_party if head else None,
@@ -193,12 +231,7 @@ async def _authenticate_and_admit(
         await env.revocation.check_signer(signed.signer, anchors, incoming.received_at)
         exchange.signer_thumbprint = signed.signer.thumbprint_sha256
         exchange.signature_digest = signed.signature_value_digest
-    # Replay of signed messages is by message id, or by signature when the id was generated.
-    replay_id = (
-        head.message_id
-        if not head.message_id_generated or signed is None
-        else f"sig:{signed.signature_value_digest}"
-    )
+    replay_id, also = _replay_ids(head, signed)
     await admit(
         env,
         entry,
@@ -206,7 +239,66 @@ async def _authenticate_and_admit(
         signed_created=signed.created if signed else None,
         signed=signed is not None,
         now=incoming.received_at,
+        also=also,
     )
+
+
+# Replay names that no message id can spell: message ids never hold control characters.
+_SIGNED_BASE = "\x00rfc9421-base\x00"
+_NONCE = "\x00rfc9421-nonce\x00"
+
+
+def _replay_ids(head: RestRequestHead, signed: VerifiedRest | None) -> tuple[str, tuple[str, ...]]:
+    """What must be new for a signed request to be accepted (SPEC 5.5).
+
+    The client's message id (covered by the signature whenever present); without one, what
+    was signed: the digest of keyid and signature base, never the signature bytes, which are
+    malleable (ECDSA's (r, n - s) verifies too) and would let a replay pass as new. An RFC
+    9421 ``nonce`` must be new as well.
+    """
+    if signed is None or not head.message_id_generated:
+        first = head.message_id
+    else:
+        first = _SIGNED_BASE + signed.signature_base_digest
+    also = (_NONCE + signed.nonce,) if signed is not None and signed.nonce is not None else ()
+    return first, also
+
+
+async def check_json_body(env: ExchangeEnv, incoming: RestIncoming) -> None:
+    """Stage 2b: a body sent as JSON must be sound JSON before any provider parses it.
+
+    Small bodies are checked on the loop; larger ones in a worker thread, read from the
+    spool. Bodies above ``limits.max_json_validation_bytes`` are refused, never read whole.
+    """
+    body = incoming.body
+    declared = [c for c in incoming.header_map().get("content-type", []) if is_json_media_type(c)]
+    if not declared or body.size == 0:
+        return
+    limits = env.settings.limits
+    json_limits = JsonLimits(
+        max_depth=limits.max_json_depth,
+        max_number_digits=limits.max_json_number_digits,
+        max_bytes=limits.max_json_validation_bytes,
+    )
+    if body.size > json_limits.max_bytes:
+        raise RestError(
+            f"JSON request bodies are validated before they are forwarded, and this one "
+            f"({body.size} bytes) is larger than the validation limit of "
+            f"{json_limits.max_bytes} bytes (limits.max_json_validation_bytes)",
+            code="MessageTooLarge",
+        )
+    small = body.small_bytes()
+    if small is not None and len(small) <= _JSON_ON_LOOP:
+        check_json(small, declared[0], json_limits)
+        return
+    await asyncio.to_thread(_check_spooled_json, body, declared[0], json_limits)
+
+
+_JSON_ON_LOOP = 64 * 1024
+
+
+def _check_spooled_json(body: SpooledBody, content_type: str, limits: JsonLimits) -> None:
+    check_json(body.read_all_blocking(), content_type, limits)
 
 
 # --- 3. and 4. ------------------------------------------------------------------------------
@@ -271,6 +363,8 @@ async def forward(
         (names["id"], head.message_id),
         (names["request_id"], request_id),
     ]
+    if incoming.body.size:  # the spool knows the size: no chunked framing the client did not use
+        headers.append(("Content-Length", str(incoming.body.size)))
     timeout = aiohttp.ClientTimeout(
         total=service.total_timeout, sock_connect=service.connect_timeout
     )
@@ -287,6 +381,9 @@ async def forward(
             timeout=timeout,
             allow_redirects=False,
             ssl=provider_ssl(service),
+            # Only what the client sent: no User-Agent (SPEC 3.2), Accept or Accept-Encoding
+            # of aiohttp's own, no Content-Type the client did not declare.
+            skip_auto_headers=_NOT_AUTOMATIC,
         ) as response:
             await reply.fill(response.content.iter_chunked(64 * 1024))
             return response.status, list(response.headers.items()), reply
@@ -318,42 +415,57 @@ async def forward(
         ) from exc
 
 
+_NOT_AUTOMATIC = ("User-Agent", "Accept", "Accept-Encoding", "Content-Type")
+
 # Set by the gateway on every answer; the provider's copies are dropped.
 _SIGNED_BY_GATEWAY = frozenset({"content-digest", "signature", "signature-input"})
 
 
-def _response_headers(
-    env: ExchangeEnv,
-    head: RestRequestHead,
-    request_id: str,
-    request_hash: str,
-    status: int,
-    provider: list[tuple[str, str]],
-    reply: SpooledBody,
-    now: datetime,
+def _provider_headers(
+    names: Mapping[str, str], provider: list[tuple[str, str]]
 ) -> list[tuple[str, str]]:
-    """The answer's headers: the provider's, less hop-by-hop and gateway-owned ones, plus the
-    X-Road headers, a Content-Digest of the body and the gateway's RFC 9421 signature over
-    ``@status``, ``content-digest`` and the request hash header (SPEC 5.3)."""
-    names = head.names
-    own = {names[k] for k in ("client", "service", "id", "request_id", "request_hash", "error")}
-    own |= _SIGNED_BY_GATEWAY
-    headers = [
-        *((k, v) for k, v in provider if k.lower() not in HOP_BY_HOP and k.lower() not in own),
-        (names["client"], str(head.client)),
-        (names["service"], str(head.service)),
-        (names["id"], head.message_id),
-        (names["request_id"], request_id),
-        (names["request_hash"], request_hash),
-        ("Content-Digest", content_digest_header(reply.sha512_state(), "sha-512")),
-    ]
+    """The provider's headers that reach the client: no hop-by-hop, none the gateway sets."""
+    own = {names[k] for k in ("client", "service", "id")} | GATEWAY_OWNED | _SIGNED_BY_GATEWAY
+    hop = hop_by_hop_names(provider)
+    return [(k, v) for k, v in provider if not is_hop_by_hop(k, hop) and k.lower() not in own]
+
+
+def _gateway_headers(exchange: _RestExchange, request_hash: str | None) -> list[tuple[str, str]]:
+    """The X-Road headers obmin sets on an answer, as far as the exchange got to know them."""
+    names, head = exchange.names, exchange.head
+    headers: list[tuple[str, str]] = []
+    if head is not None:
+        headers.append((names["client"], str(head.client)))
+        if exchange.caller is None:  # a global metaservice names no service
+            headers.append((names["service"], str(head.service)))
+        headers.append((names["id"], head.message_id))
+    headers.append((names["request_id"], exchange.request_id))
+    if request_hash is not None:
+        headers.append((names["request_hash"], request_hash))
+    return headers
+
+
+def _signed(
+    env: ExchangeEnv,
+    names: Mapping[str, str],
+    status: int,
+    headers: list[tuple[str, str]],
+    body_sha512: hashlib._Hash,
+) -> list[tuple[str, str]]:
+    """``headers`` plus a Content-Digest of the body and the gateway's RFC 9421 signature
+    over ``@status``, ``content-digest``, the request hash and the X-Road headers obmin set
+    (SPEC 5.3). Raises `SigningError` when the gateway key cannot sign."""
+    headers = [*headers, ("Content-Digest", content_digest_header(body_sha512, "sha-512"))]
+    lowered = {k.lower(): v for k, v in headers}
+    hash_header = names["request_hash"]
     signature = sign_response(
         status,
-        {k.lower(): v for k, v in headers},
+        lowered,
         env.signer.key,
         env.signer.certificate,
-        now,
-        request_hash_header=names["request_hash"],
+        datetime.now(UTC),
+        request_hash_header=hash_header if hash_header in lowered else None,
+        also_cover=tuple(names[k] for k in ("request_id", "client", "service", "id", "error")),
     )
     return [*headers, *signature.items()]
 
@@ -373,10 +485,13 @@ async def run_rest_exchange(
     refused (and audited) as soon as the head has been parsed.
     """
     started = time.perf_counter()
-    exchange = _RestExchange(request_id=str(uuid.uuid4()), incoming=incoming)
+    exchange = _RestExchange(
+        request_id=str(uuid.uuid4()), incoming=incoming, body_complete=too_large is None
+    )
     bound = log.bind(request_id=exchange.request_id, peer=incoming.peer)
     request_logged = False
     body = incoming.body
+    reply: SpooledBody | None = None
     try:
         # 1. parse
         head = parse_rest_head(incoming.method, incoming.target, incoming.header_map())
@@ -385,6 +500,8 @@ async def run_rest_exchange(
             raise too_large  # noqa: TRY301 - refused here so that the refusal is audited
         # 2. authenticate, revocation, rate limit, replay
         await _authenticate_and_admit(env, incoming, head, exchange)
+        # 2b. a JSON body is sound JSON
+        await check_json_body(env, incoming)
         # 3, 4. resolve and authorise (metaservices are answered by the gateway itself)
         meta = _is_meta_call(incoming.method, head)
         if not meta:
@@ -407,19 +524,16 @@ async def run_rest_exchange(
             status, provider_headers, reply = await forward(
                 env, incoming, head, exchange.service, exchange.path, exchange.request_id
             )
-        # 7. the reply: gateway headers
-        request_hash = rest_request_hash(
-            incoming.method, incoming.target, incoming.headers, body.sha512()
-        )
-        headers = _response_headers(
+        # 7. the reply: the provider's headers, the gateway's, signed
+        headers = _signed(
             env,
-            head,
-            exchange.request_id,
-            request_hash,
+            head.names,
             status,
-            provider_headers,
-            reply,
-            datetime.now(UTC),
+            [
+                *_provider_headers(head.names, provider_headers),
+                *_gateway_headers(exchange, exchange.request_hash()),
+            ],
+            reply.sha512_state(),
         )
         # 8. audit-out
         duration = (time.perf_counter() - started) * 1000
@@ -435,9 +549,21 @@ async def run_rest_exchange(
         bound.info("exchange", outcome="ok", status=status, duration_ms=round(duration, 2))
         _count(env, exchange, "ok", started)
         # 9. render
-        return RestOutgoing(status, headers, reply)
+        return RestOutgoing(status, headers, reply, _head_length(incoming, provider_headers))
     except Exception as exc:
+        if reply is not None:  # answered with an error instead: the provider's body goes
+            reply.close()
         return await _refuse(env, exchange, exc, request_logged, started, bound)
+
+
+def _head_length(incoming: RestIncoming, provider: list[tuple[str, str]]) -> int | None:
+    """The provider's Content-Length of a HEAD answer (the length a GET would have)."""
+    if incoming.method != "HEAD":
+        return None
+    for name, value in provider:
+        if name.lower() == "content-length" and value.strip().isdigit():
+            return int(value.strip())
+    return None
 
 
 def _is_meta_call(method: str, head: RestRequestHead) -> bool:
@@ -525,19 +651,27 @@ async def _refuse(
             body, content_type = render_error(
                 fault, exchange.request_id, accept, env.settings.fault_code_style
             )
-    dialect_names = exchange.head.names if exchange.head else _default_names(exchange.incoming)
+    names = exchange.names
     extra = [("Retry-After", exc.retry_after_header)] if isinstance(exc, RateLimited) else []
     headers = [
         *extra,
         ("Content-Type", content_type),
-        (dialect_names["error"], fault.full_code(env.settings.fault_code_style)),
-        (dialect_names["request_id"], exchange.request_id),
+        (names["error"], fault.full_code(env.settings.fault_code_style)),
+        *_gateway_headers(exchange, exchange.request_hash()),
     ]
+    try:
+        headers = _signed(env, names, fault.http_status, headers, hashlib.sha512(body))
+    except SecurityError as sign_exc:  # still answer, unsigned, rather than not at all
+        bound.error("the error answer could not be signed", reason=str(sign_exc))
     return RestOutgoing(fault.http_status, headers, body)
 
 
+def _default_dialect(incoming: RestIncoming) -> Dialect:
+    return "uxp" if incoming.target.startswith("/restapi") else "xroad"
+
+
 def _default_names(incoming: RestIncoming) -> Mapping[str, str]:
-    return UXP_HEADERS if incoming.target.startswith("/restapi") else XROAD_HEADERS
+    return UXP_HEADERS if _default_dialect(incoming) == "uxp" else XROAD_HEADERS
 
 
 GlobalMeta = Literal["listClients", "wsdl"]
@@ -590,6 +724,7 @@ async def run_global_metaservice(
             purpose_ids=(),
             consent_ref=None,
         )
+        exchange.head = head
         await _authenticate_and_admit(env, incoming, head, exchange)
         body = incoming.body
         await env.audit.append(
@@ -630,12 +765,13 @@ async def run_global_metaservice(
             ]
         )
         bound.info("exchange", outcome="ok", metaservice=kind, duration_ms=round(duration, 2))
+        answer_headers = [
+            ("Content-Type", answer.content_type),
+            *_gateway_headers(exchange, exchange.request_hash()),
+        ]
         return RestOutgoing(
             answer.status,
-            [
-                ("Content-Type", answer.content_type),
-                (head.names["request_id"], exchange.request_id),
-            ],
+            _signed(env, head.names, answer.status, answer_headers, hashlib.sha512(answer.body)),
             answer.body,
         )
     except Exception as exc:

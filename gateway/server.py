@@ -173,6 +173,16 @@ async def _read_body(request: web.Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+def _raw_headers(request: web.Request) -> tuple[tuple[str, str], ...]:
+    """Header lines as received: names in the client's spelling (``request.headers`` gives
+    well-known names aiohttp's own case), values without surrounding whitespace. The X-Road
+    request hash is computed over them (`gateway.rest.protocol.rest_request_hash`)."""
+    return tuple(
+        (name.decode("utf-8", "surrogateescape"), value.decode("utf-8", "surrogateescape"))
+        for name, value in request.raw_headers
+    )
+
+
 async def _handle_soap(request: web.Request) -> web.Response:
     state = request.app[STATE]
     env = state.env
@@ -225,7 +235,7 @@ async def _handle_rest(
             target=request.raw_path,
             scheme=request.scheme,
             authority=request.host,
-            headers=tuple(request.headers.items()),
+            headers=_raw_headers(request),
             body=body,
             peer=request.remote or "",
             received_at=datetime.now(UTC),
@@ -243,7 +253,8 @@ async def _handle_rest(
             await response.prepare(request)
             await response.write(outgoing.body)
         else:
-            response.content_length = outgoing.body.size
+            length = outgoing.content_length
+            response.content_length = outgoing.body.size if length is None else length
             await response.prepare(request)
             try:
                 async for chunk in outgoing.body.chunks():

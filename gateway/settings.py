@@ -109,6 +109,11 @@ class LimitSettings(_Model):
     max_attachments: int = Field(default=32, ge=0)
     max_header_count: int = Field(default=100, gt=0)
     max_header_bytes: int = Field(default=8190, gt=256)  # one header line (name and value)
+    # JSON request bodies (application/json, application/*+json) are validated before they
+    # are forwarded; larger ones are refused rather than read whole (SPEC 11).
+    max_json_depth: int = Field(default=64, gt=0)
+    max_json_number_digits: int = Field(default=100, gt=0)
+    max_json_validation_bytes: int = Field(default=8 * 1024 * 1024, gt=0)
 
 
 class Settings(_Model):

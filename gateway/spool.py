@@ -1,18 +1,22 @@
 """Message bodies of any size with flat memory: kept in memory while small, spooled to a
 temporary file above a threshold, digested (SHA-256 and SHA-512) as they arrive.
+
+The temporary file has no name (``tempfile.TemporaryFile``): nothing is left on disk when the
+body is closed, when it grows past its limit, or when the process dies.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 import tempfile
 from collections.abc import AsyncIterator
 from typing import IO
 
 from gateway.errors import GatewayError
 
-__all__ = ["SpooledBody", "TooLarge"]
+__all__ = ["SpoolFailed", "SpooledBody", "TooLarge"]
 
 CHUNK = 64 * 1024
 
@@ -21,10 +25,18 @@ class TooLarge(GatewayError):
     """A body grew past its limit while it was read."""
 
 
+class SpoolFailed(GatewayError):
+    """The body could not be written to or read from its temporary file (disk full, I/O)."""
+
+
 class SpooledBody:
     """A body written once, chunk by chunk, then read back any number of times.
 
     File writes and reads go through a worker thread so the event loop never blocks on disk.
+    At most ``memory_threshold`` bytes are held in memory; past it, everything goes to a
+    temporary file in ``directory`` (default: the system's temporary directory). Growing past
+    ``limit`` raises `TooLarge` and releases the file; a failing disk raises `SpoolFailed` and
+    releases it too.
     """
 
     def __init__(
@@ -33,10 +45,12 @@ class SpooledBody:
         limit: int,
         memory_threshold: int = 1024 * 1024,
         too_large_code: str = "MessageTooLarge",
+        directory: str | os.PathLike[str] | None = None,
     ) -> None:
         self._limit = limit
         self._threshold = memory_threshold
         self._code = too_large_code
+        self._directory = directory
         self._memory = bytearray()
         self._file: IO[bytes] | None = None
         self.size = 0
@@ -49,24 +63,38 @@ class SpooledBody:
         """True while the body has not been spooled to disk."""
         return self._file is None
 
+    @property
+    def memory_bytes(self) -> int:
+        """How many bytes of the body are held in memory now."""
+        return len(self._memory)
+
     async def write(self, chunk: bytes) -> None:
-        """Append ``chunk``; raises `TooLarge` past the limit."""
+        """Append ``chunk``; raises `TooLarge` past the limit, `SpoolFailed` on a disk error."""
         self.size += len(chunk)
         if self.size > self._limit:
+            self.close()
             raise TooLarge(f"the body is larger than {self._limit} bytes", code=self._code)
         self._sha256.update(chunk)
         self._sha512.update(chunk)
         if self._file is None and len(self._memory) + len(chunk) <= self._threshold:
             self._memory += chunk
             return
-        if self._file is None:
-            file: IO[bytes] = await asyncio.to_thread(tempfile.TemporaryFile, prefix="obmin-body-")
-            self._file = file
-            pending = bytes(self._memory) + chunk
-            self._memory = bytearray()
-            await asyncio.to_thread(file.write, pending)
-            return
-        await asyncio.to_thread(self._file.write, chunk)
+        try:
+            if self._file is None:
+                file: IO[bytes] = await asyncio.to_thread(
+                    tempfile.TemporaryFile, prefix="obmin-body-", dir=self._directory
+                )
+                self._file = file
+                pending = bytes(self._memory) + chunk
+                self._memory = bytearray()
+                await asyncio.to_thread(file.write, pending)
+                return
+            await asyncio.to_thread(self._file.write, chunk)
+        except OSError as exc:
+            self.close()
+            raise SpoolFailed(
+                f"the body could not be spooled to disk: {exc.strerror or exc}"
+            ) from exc
 
     async def fill(self, chunks: AsyncIterator[bytes]) -> SpooledBody:
         """Write every chunk of ``chunks``; returns self."""
@@ -89,6 +117,28 @@ class SpooledBody:
     def small_bytes(self) -> bytes | None:
         """The body itself when it is still in memory, else ``None``."""
         return bytes(self._memory) if self._file is None else None
+
+    def read_all_blocking(self) -> bytes:
+        """The whole body as bytes. Blocks on disk: call it from a worker thread.
+
+        Reads with ``os.pread``, so it does not move the file position `chunks` uses.
+        """
+        if self._file is None:
+            return bytes(self._memory)
+        try:
+            self._file.flush()
+            fd = self._file.fileno()
+            parts = []
+            offset = 0
+            while offset < self.size:
+                part = os.pread(fd, min(CHUNK * 16, self.size - offset), offset)
+                if not part:
+                    break
+                parts.append(part)
+                offset += len(part)
+            return b"".join(parts)
+        except (OSError, ValueError) as exc:
+            raise SpoolFailed("the spooled body could not be read back") from exc
 
     async def chunks(self) -> AsyncIterator[bytes]:
         """The body again, from the start, chunk by chunk."""

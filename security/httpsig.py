@@ -16,13 +16,18 @@
    certificate; its key type and the ``alg`` parameter must agree;
 6. rebuild the signature base and verify the signature value.
 
-Replay (SPEC 5.5) is the caller's: the result carries ``nonce`` and ``created``. Validating the
-certificate itself (chain, validity, revocation; SPEC 5.4) is the caller's too, with
-`security.certs.validate_signer`.
+Replay (SPEC 5.5) is the caller's: the result carries ``nonce``, ``created`` and
+``signature_base_digest``, a digest of what was signed (the signature base, which includes
+``keyid``). Replay keys must use that digest, never the signature bytes: an ECDSA signature
+``(r, s)`` has a twin ``(r, n - s)`` that verifies too, so the bytes are malleable, the signed
+content is not. Validating the certificate itself (chain, validity, revocation; SPEC 5.4) is
+the caller's too, with `security.certs.validate_signer`.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -58,12 +63,15 @@ from security.httpsig_base import (
 from security.httpsig_sfv import Item
 
 __all__ = [
+    "UXP_SIGNED_IF_PRESENT",
+    "XROAD_SIGNED_IF_PRESENT",
     "KeyLookup",
     "RequestSignaturePolicy",
     "SignatureCheck",
     "VerifiedHttpRequest",
     "check_signature",
     "select_signature",
+    "signature_base_digest",
     "signed_content_digest",
     "verify_request_signature",
 ]
@@ -73,6 +81,35 @@ KeyLookup = Callable[[str], x509.Certificate | None]
 
 _TARGET_PARTS = frozenset({"@authority", "@path", "@query"})
 
+# Every request header the gateway interprets or writes into the audit log must be signed when
+# it is present (SPEC 5.2, 8): otherwise whoever relays a signed request could change who the
+# request is for, why it was made or which message id it claims, and the audit log would
+# record the forgery under the client's signature. The parser (gateway/rest/protocol.py)
+# reads no other X-Road/UXP request header.
+XROAD_SIGNED_IF_PRESENT: tuple[str, ...] = (
+    "x-road-userid",
+    "x-road-issue",
+    "x-road-represented-party",
+    "x-road-security-server",
+    "uxp-purpose-ids",
+    "uxp-subject-id",
+    "uxp-consent-ref",
+)
+"""X-Road r1: headers covered whenever present, besides ``x-road-client`` and ``x-road-id``."""
+
+UXP_SIGNED_IF_PRESENT: tuple[str, ...] = (
+    "uxp-service",
+    "uxp-id",  # the message id when Uxp-Queryid is absent
+    "uxp-userid",
+    "uxp-issue",
+    "uxp-represented-party",
+    "uxp-security-server",
+    "uxp-purpose-ids",
+    "uxp-subject-id",
+    "uxp-consent-ref",
+)
+"""Trembita/UXP: headers covered whenever present, besides ``uxp-client`` and ``uxp-queryid``."""
+
 
 @dataclass(frozen=True, slots=True)
 class RequestSignaturePolicy:
@@ -80,23 +117,24 @@ class RequestSignaturePolicy:
 
     Always ``@method`` and ``@target-uri`` (or ``@authority`` + ``@path`` + ``@query``) and
     ``client_header``; ``content-digest`` when the request has a body; ``message_id_header``
-    and each of ``required_if_present`` when the request carries them. ``label`` restricts
-    the choice to one label (None: any label).
+    and each of ``required_if_present`` when the request carries them (by default every other
+    X-Road header the gateway reads, `XROAD_SIGNED_IF_PRESENT`). ``label`` restricts the
+    choice to one label (None: any label).
     """
 
     client_header: str = "x-road-client"
     message_id_header: str | None = "x-road-id"
-    required_if_present: tuple[str, ...] = ()
+    required_if_present: tuple[str, ...] = XROAD_SIGNED_IF_PRESENT
     max_clock_skew: timedelta = timedelta(seconds=300)
     label: str | None = None
 
     @classmethod
     def uxp(cls, max_clock_skew: timedelta = timedelta(seconds=300)) -> RequestSignaturePolicy:
-        """The Trembita/UXP dialect: ``uxp-client``, ``uxp-queryid``; ``uxp-service`` too."""
+        """The Trembita/UXP dialect: ``uxp-client``, ``uxp-queryid`` and `UXP_SIGNED_IF_PRESENT`."""
         return cls(
             client_header="uxp-client",
             message_id_header="uxp-queryid",
-            required_if_present=("uxp-service",),
+            required_if_present=UXP_SIGNED_IF_PRESENT,
             max_clock_skew=max_clock_skew,
         )
 
@@ -115,6 +153,7 @@ class SignatureCheck:
     tag: str | None
     covered_values: tuple[tuple[str, str], ...]
     signature_value_digest: str
+    signature_base_digest: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,7 +164,9 @@ class VerifiedHttpRequest:
     (``"@method"``, ``"x-road-client"``); ``covered_values`` pairs them with the values
     that were signed. ``content_digest`` is the signed ``Content-Digest`` (None when not
     covered): feed the body to ``DigestChecker(content_digest)`` before forwarding.
-    ``signature_value_digest`` is the base64 SHA-512 of the signature value (audit log).
+    ``signature_value_digest`` is the base64 SHA-512 of the signature value (audit log);
+    ``signature_base_digest`` the base64 SHA-256 of ``keyid`` and the signature base, the
+    non-malleable name of what was signed (replay keys).
     """
 
     keyid: str
@@ -140,6 +181,7 @@ class VerifiedHttpRequest:
     tag: str | None
     covered_values: tuple[tuple[str, str], ...]
     content_digest: ContentDigest | None
+    signature_base_digest: str
 
     def signed_value(self, identifier: str) -> str | None:
         """The signed value of a covered component (``"x-road-client"``), or None."""
@@ -211,6 +253,16 @@ def _utc(seconds: int) -> datetime:
         return datetime.max.replace(tzinfo=UTC) if seconds > 0 else datetime.min.replace(tzinfo=UTC)
 
 
+def signature_base_digest(keyid: str, base: bytes) -> str:
+    """Base64 SHA-256 of ``keyid`` and a signature base: what was signed, by which key."""
+    digest = hashlib.sha256(b"obmin/rfc9421-base/v1\x00")
+    raw = keyid.encode("utf-8")
+    digest.update(len(raw).to_bytes(8, "big"))
+    digest.update(raw)
+    digest.update(base)
+    return base64.b64encode(digest.digest()).decode("ascii")
+
+
 def check_signature(
     entry: SignatureEntry,
     message: HttpMessageView,
@@ -258,6 +310,7 @@ def check_signature(
                 tag=entry.str_param("tag"),
                 covered_values=covered,
                 signature_value_digest=signature_value_digest(entry.value),
+                signature_base_digest=signature_base_digest(keyid, base),
             )
     raise InvalidSignatureValue(f"signature {entry.label!r} does not verify")
 
@@ -311,4 +364,5 @@ def verify_request_signature(
         tag=checked.tag,
         covered_values=checked.covered_values,
         content_digest=digest,
+        signature_base_digest=checked.signature_base_digest,
     )

@@ -3,9 +3,15 @@
 The gateway signs with its own key an RFC 9421 response signature covering ``@status``,
 ``content-digest`` and the request-hash header (``x-road-request-hash``, or
 ``uxp-request-hash`` in the Trembita dialect), with ``created``, ``keyid`` (the gateway
-certificate's thumbprint) and ``alg``. The request hash binds the answer to the request obmin
-received; the digest binds the body. A client verifies with `verify_response_signature` and
-then checks the body with ``DigestChecker(verified.content_digest)``.
+certificate's thumbprint) and ``alg``; the gateway also covers the X-Road headers it sets
+(request id, client, service, message id, error code) when they are present. The request hash
+binds the answer to the request obmin received; the digest binds the body. A client verifies
+with `verify_response_signature` and then checks the body with
+``DigestChecker(verified.content_digest)``.
+
+An answer to a request whose body obmin could not read whole (``MessageTooLarge``) has no
+request hash: it is signed without one, and verified with
+``ResponseSignaturePolicy(request_hash_header=None)``.
 """
 
 from __future__ import annotations
@@ -65,28 +71,38 @@ def sign_response(
     now: datetime,
     label: str = "obmin",
     *,
-    request_hash_header: str = "x-road-request-hash",
+    request_hash_header: str | None = "x-road-request-hash",
+    also_cover: Sequence[str] = (),
     algorithm: HttpSigAlgorithm | None = None,
 ) -> dict[str, str]:
     """The ``Signature-Input`` and ``Signature`` headers to add to a response.
 
     ``headers`` must already hold ``Content-Digest`` (see
-    `security.digest.content_digest_header`) and the request-hash header; names are matched
-    case-insensitively. ``algorithm`` defaults to the key's (RSA: ``rsa-pss-sha512``).
-    Raises `SigningError` when a covered header is missing or the key does not fit.
+    `security.digest.content_digest_header`) and the request-hash header (unless
+    ``request_hash_header`` is None); names are matched case-insensitively. Each header of
+    ``also_cover`` that is present is covered too. ``algorithm`` defaults to the key's (RSA:
+    ``rsa-pss-sha512``). Raises `SigningError` when a covered header is missing or the key
+    does not fit.
     """
     if now.tzinfo is None:
         raise SigningError("the signing time must be timezone-aware")
     lowered = _lowered(headers)
-    hash_header = request_hash_header.lower()
-    for required in ("content-digest", hash_header):
-        if not lowered.get(required):
-            raise SigningError(f"cannot sign a response without the {required} header")
+    required = ["content-digest"]
+    if request_hash_header is not None:
+        required.append(request_hash_header.lower())
+    for name in required:
+        if not lowered.get(name):
+            raise SigningError(f"cannot sign a response without the {name} header")
+    extra = [
+        name.lower()
+        for name in also_cover
+        if lowered.get(name.lower()) and name.lower() not in required
+    ]
     if key.public_key() != certificate.public_key():
         raise SigningError("the signing key does not belong to the certificate")
     chosen = algorithm if algorithm is not None else default_algorithm(key)
     signature_input = InnerList(
-        (Item("@status"), Item("content-digest"), Item(hash_header)),
+        (Item("@status"), *(Item(name) for name in required), *(Item(name) for name in extra)),
         (
             ("created", int(now.timestamp())),
             ("keyid", http_keyid(certificate)),
@@ -106,9 +122,13 @@ def sign_response(
 
 @dataclass(frozen=True, slots=True)
 class ResponseSignaturePolicy:
-    """What a gateway response signature must cover: ``@status``, the digest, the hash."""
+    """What a gateway response signature must cover: ``@status``, the digest, the hash.
 
-    request_hash_header: str = "x-road-request-hash"
+    ``request_hash_header=None`` accepts a signature without a request hash (the answer to a
+    request obmin could not read whole); ``VerifiedHttpResponse.request_hash`` is then None.
+    """
+
+    request_hash_header: str | None = "x-road-request-hash"
     max_clock_skew: timedelta = timedelta(seconds=300)
     label: str | None = None
 
@@ -123,15 +143,16 @@ class VerifiedHttpResponse:
     algorithm: HttpSigAlgorithm
     created: datetime
     status: int
-    request_hash: str
+    request_hash: str | None
     content_digest: ContentDigest
     covered_components: tuple[str, ...]
     signature_value_digest: str
 
 
-def _response_gaps(entry: SignatureEntry, hash_header: str) -> list[str]:
+def _response_gaps(entry: SignatureEntry, hash_header: str | None) -> list[str]:
     plain = entry.plain_names()
-    return [name for name in ("@status", "content-digest", hash_header) if name not in plain]
+    needed = ["@status", "content-digest", *([] if hash_header is None else [hash_header])]
+    return [name for name in needed if name not in plain]
 
 
 def verify_response_signature(
@@ -147,7 +168,8 @@ def verify_response_signature(
     ``expected_request_hash`` (what the client computed for its own request) must equal the
     signed request hash, else `InvalidSignatureValue`: the answer is to another request.
     """
-    hash_header = policy.request_hash_header.lower()
+    hash_header = policy.request_hash_header
+    hash_header = None if hash_header is None else hash_header.lower()
     entries = parse_signatures(response.headers)
     entry = select_signature(
         entries, lambda candidate: _response_gaps(candidate, hash_header), policy.label
@@ -155,9 +177,10 @@ def verify_response_signature(
     digest = signed_content_digest(entry, response)
     checked = check_signature(entry, response, lookup, now, policy.max_clock_skew)
     signed = dict(checked.covered_values)
-    request_hash = signed[f'"{hash_header}"']
-    if expected_request_hash is not None and not hmac.compare_digest(
-        request_hash.encode(), expected_request_hash.encode()
+    request_hash = None if hash_header is None else signed[f'"{hash_header}"']
+    if expected_request_hash is not None and (
+        request_hash is None
+        or not hmac.compare_digest(request_hash.encode(), expected_request_hash.encode())
     ):
         raise InvalidSignatureValue("the response is signed for another request")
     if digest is None:  # pragma: no cover - the policy requires content-digest

@@ -53,7 +53,9 @@ class VerifiedRest:
 
     signer: ValidatedSigner
     signature_value_digest: str
+    signature_base_digest: str  # what was signed, by which key: the replay name (SPEC 5.5)
     created: datetime
+    nonce: str | None
 
 
 def verify_http_signature(
@@ -86,4 +88,10 @@ def verify_http_signature(
     verified = verify_request_signature(view, policy, by_keyid.get, incoming.received_at)
     signer = validate_signer(verified.certificate, [], env.trust, incoming.received_at)
     _check_body(verified.content_digest, incoming)
-    return VerifiedRest(signer, verified.signature_value_digest, verified.created)
+    return VerifiedRest(
+        signer,
+        verified.signature_value_digest,
+        verified.signature_base_digest,
+        verified.created,
+        verified.nonce,
+    )

@@ -22,6 +22,7 @@ from registry.errors import InvalidIdentifier
 from registry.identifiers import ClientId, ServiceId
 
 __all__ = [
+    "GATEWAY_OWNED",
     "HOP_BY_HOP",
     "UXP_HEADERS",
     "XROAD_HEADERS",
@@ -29,6 +30,8 @@ __all__ = [
     "RestError",
     "RestRequestHead",
     "filter_headers",
+    "hop_by_hop_names",
+    "is_hop_by_hop",
     "parse_rest_head",
     "render_error",
     "rest_request_hash",
@@ -36,7 +39,8 @@ __all__ = [
 
 Dialect = Literal["xroad", "uxp"]
 
-# SPEC 3.2: never forwarded, either way.
+# SPEC 3.2: never forwarded, either way; nor any ``proxy-*`` header, nor any header that the
+# message's own ``Connection`` header names (RFC 9110 7.6.1: those are hop-by-hop too).
 HOP_BY_HOP = frozenset(
     {
         "connection",
@@ -80,6 +84,14 @@ UXP_HEADERS = {
     "request_hash": "uxp-request-hash",
     "error": "uxp-error",
 }
+
+
+# Set only by a gateway, in either dialect: whatever a client or a provider sends is dropped.
+GATEWAY_OWNED = frozenset(
+    names[key]
+    for names in (XROAD_HEADERS, UXP_HEADERS)
+    for key in ("request_id", "request_hash", "error")
+)
 
 
 class RestError(GatewayError):
@@ -210,29 +222,76 @@ def parse_rest_head(method: str, target: str, headers: Mapping[str, list[str]]) 
     )
 
 
+def hop_by_hop_names(headers: Iterable[tuple[str, str]]) -> frozenset[str]:
+    """The hop-by-hop header names of one message: `HOP_BY_HOP` and those its ``Connection``
+    header lists (lower case). ``proxy-*`` names are matched by `is_hop_by_hop`."""
+    named = {
+        token.strip().lower()
+        for name, value in headers
+        if name.lower() == "connection"
+        for token in value.split(",")
+        if token.strip()
+    }
+    return HOP_BY_HOP | named
+
+
+def is_hop_by_hop(name: str, hop: frozenset[str]) -> bool:
+    """Whether header ``name`` stays on this hop (``hop`` from `hop_by_hop_names`)."""
+    lowered = name.lower()
+    return lowered in hop or lowered.startswith("proxy-")
+
+
 def filter_headers(headers: Iterable[tuple[str, str]], dialect: Dialect) -> list[tuple[str, str]]:
-    """Headers that may pass to the provider: no hop-by-hop ones, none that only the gateway
-    sets (request id, request hash, error); the client's X-Road headers pass, as in X-Road."""
-    names = XROAD_HEADERS if dialect == "xroad" else UXP_HEADERS
-    own = {names["request_id"], names["request_hash"], names["error"]}
-    return [(k, v) for k, v in headers if k.lower() not in HOP_BY_HOP and k.lower() not in own]
+    """Headers that may pass to the provider, in order: no hop-by-hop ones, none that only a
+    gateway sets (request id, request hash, error, in either dialect); the client's other
+    X-Road headers pass, as in X-Road. ``dialect`` is the request's (for symmetry with the
+    other helpers: the rule is the same for both)."""
+    own = GATEWAY_OWNED
+    listed = list(headers)
+    hop = hop_by_hop_names(listed)
+    return [(k, v) for k, v in listed if not is_hop_by_hop(k, hop) and k.lower() not in own]
+
+
+# The names X-Road's security servers give the headers they add to a request (MimeUtils).
+_ADDED_NAMES = {
+    "xroad": ("X-Road-Request-Id", "X-Road-Id"),
+    "uxp": ("Uxp-Transaction-Id", "Uxp-Queryid"),
+}
 
 
 def rest_request_hash(
-    method: str, target: str, headers: Iterable[tuple[str, str]], body_sha512: bytes
+    method: str,
+    target: str,
+    headers: Iterable[tuple[str, str]],
+    body_sha512: bytes | None,
+    *,
+    dialect: Dialect,
+    request_id: str,
+    generated_message_id: str | None,
 ) -> str:
-    """Base64 SHA-512 binding a response to the request obmin received.
+    """``X-Road-Request-Hash``: base64 of SHA512(SHA512(head) + SHA512(body)), or of
+    SHA512(head) when the request has no body (X-Road PR-REST 4.3).
 
-    Computed over the request line, the request's headers (lower-case names, sorted, one
-    ``name: value`` per line) and the SHA-512 of the body, each line ending in CRLF.
+    ``head`` is the request as X-Road's security servers serialise it (``RestRequest``): the
+    method, CRLF, the target (raw path and query, exactly as sent), CRLF, then one
+    ``Name:Value`` CRLF line per header that obmin forwards (`filter_headers`: the client's
+    lines in the order and spelling sent, values without surrounding whitespace), then
+    ``X-Road-Request-Id:<request id>`` and, when obmin generated the message id,
+    ``X-Road-Id:<id>`` (``Uxp-Transaction-Id`` and ``Uxp-Queryid`` in the UXP dialect). A
+    client can recompute it from the bytes it sent and the response's headers.
     """
-    digest = hashlib.sha512()
-    digest.update(f"{method} {target}\r\n".encode())
-    for name, value in sorted((k.lower(), v) for k, v in headers):
-        digest.update(f"{name}: {value}\r\n".encode())
-    digest.update(b"\r\n")
-    digest.update(body_sha512)
-    return base64.b64encode(digest.digest()).decode("ascii")
+    request_id_name, id_name = _ADDED_NAMES[dialect]
+    lines = [*filter_headers(headers, dialect), (request_id_name, request_id)]
+    if generated_message_id is not None:
+        lines.append((id_name, generated_message_id))
+    head = hashlib.sha512()
+    head.update(f"{method}\r\n{target}\r\n".encode("utf-8", "surrogateescape"))
+    for name, value in lines:
+        head.update(f"{name}:{value}\r\n".encode("utf-8", "surrogateescape"))
+    if body_sha512 is None:
+        return base64.b64encode(head.digest()).decode("ascii")
+    outer = hashlib.sha512(head.digest() + body_sha512)
+    return base64.b64encode(outer.digest()).decode("ascii")
 
 
 def _prefers_xml(accept: str | None) -> bool:

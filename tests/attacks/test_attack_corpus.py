@@ -13,7 +13,6 @@ from tests.support import GatewayFactory, ProviderBehaviour
 HERE = Path(__file__).parent
 CORPUS = HERE / "corpus"
 
-FORWARDED_UNCHANGED = "forwarded unchanged"
 REST_SERVICE = "/r1/EE/BUSINESS/producer/subsys2/persons/lookup"
 XROAD_DATA = Path(__file__).resolve().parents[3] / "shared" / "xroad-data"
 
@@ -33,11 +32,37 @@ EXPECTED = {
     "rest-path-traversal-encoded-slash.target": "Client.InvalidRequest",
     "rest-identifier-percent-encoded.target": "Client.InvalidServiceIdentifier",
     "rest-identifier-nul.target": "Client.InvalidServiceIdentifier",
-    # REST bodies are opaque to obmin (digest-checked, never parsed): JSON tricks cannot make
-    # the gateway read a body differently from the provider; they pass byte for byte.
-    "json-duplicate-keys.json": FORWARDED_UNCHANGED,
-    "json-deep-nesting.json": FORWARDED_UNCHANGED,
-    "json-huge-numbers.json": FORWARDED_UNCHANGED,
+    # JSON request bodies are validated before forwarding (SPEC 11): each is refused with
+    # Client.InvalidJson (or MessageTooLarge) and a message saying what is wrong.
+    "json-duplicate-keys.json": "Client.InvalidJson",
+    "json-deep-nesting.json": "Client.InvalidJson",
+    "json-huge-numbers.json": "Client.InvalidJson",
+    "json-huge-exponent.json": "Client.InvalidJson",
+    "json-tiny-exponent.json": "Client.InvalidJson",
+    "json-float-overflow.json": "Client.InvalidJson",
+    "json-nan.json": "Client.InvalidJson",
+    "json-infinity.json": "Client.InvalidJson",
+    "json-invalid-utf8.json": "Client.InvalidJson",
+    "json-byte-order-mark.json": "Client.InvalidJson",
+    "json-trailing-document.json": "Client.InvalidJson",
+    "json-control-character.json": "Client.InvalidJson",
+    "json-truncated.json": "Client.InvalidJson",
+}
+# What the refusal's message must say, for the JSON files.
+JSON_REASONS = {
+    "json-duplicate-keys.json": "the key 'rnokpp' more than once",
+    "json-deep-nesting.json": "nested deeper than 64 levels",
+    "json-huge-numbers.json": "digits; at most 100 are accepted",
+    "json-huge-exponent.json": "decimal exponent beyond",
+    "json-tiny-exponent.json": "decimal exponent beyond",
+    "json-float-overflow.json": "overflows a 64-bit float",
+    "json-nan.json": "NaN is not a JSON value",
+    "json-infinity.json": "Infinity is not a JSON value",
+    "json-invalid-utf8.json": "not valid UTF-8 (byte 10)",
+    "json-byte-order-mark.json": "byte order mark",
+    "json-trailing-document.json": "Extra data at line 1, column 26",
+    "json-control-character.json": "Invalid control character at line 1, column 15",
+    "json-truncated.json": "not valid JSON",
 }
 HEADERS = {"Content-Type": "text/xml; charset=UTF-8"}
 
@@ -58,8 +83,18 @@ async def test_attack(name: str, make_gateway: GatewayFactory) -> None:
             data=data,
             headers={"X-Road-Client": "EE/BUSINESS/consumer", "Content-Type": "application/json"},
         )
-        assert response.status == 200
-        assert [body for _, body in behaviour.received] == [data]
+        assert response.status == 400
+        assert response.headers["X-Road-Error"] == EXPECTED[name]
+        error = await response.json()
+        assert error["type"] == EXPECTED[name]
+        assert JSON_REASONS[name] in error["message"], error["message"]
+        assert behaviour.received == []
+        legit_json = await client.post(  # the REST side keeps serving too
+            REST_SERVICE,
+            data=b'{"rnokpp": "1234567890"}',
+            headers={"X-Road-Client": "EE/BUSINESS/consumer", "Content-Type": "application/json"},
+        )
+        assert legit_json.status == 200
         behaviour.received.clear()
     elif name.endswith(".target"):
         # Sent byte for byte: no client-side normalisation of dot segments or escapes.

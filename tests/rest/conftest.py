@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import pytest
 import yaml
@@ -78,13 +78,44 @@ def petstore(log: ProviderLog) -> web.Application:
         await record(request)
         raise web.HTTPFound("http://127.0.0.1:9/elsewhere")
 
+    async def thing(request: web.Request) -> web.Response:
+        """Every method: HEAD as GET without a body, OPTIONS with Allow, PATCH echoes."""
+        body = await record(request)
+        if request.method == "OPTIONS":
+            return web.Response(status=204, headers={"Allow": "GET, HEAD, PATCH, OPTIONS"})
+        if request.method == "PATCH":
+            return web.Response(body=body, content_type="application/merge-patch+json")
+        return web.Response(body=THING, content_type="application/json")
+
+    async def hop(request: web.Request) -> web.Response:
+        """A provider answering with hop-by-hop headers that must not reach the client."""
+        await record(request)
+        return web.Response(body=b"{}", content_type="application/json", headers=HOP_ANSWER)
+
     app = web.Application(client_max_size=512 * 1024 * 1024)
     app.router.add_route("*", "/v2/pet/findByStatus", find_by_status)
     app.router.add_route("*", "/v2/pet/{id:\\d+}", pet)
     app.router.add_post("/v2/pets", add)
     app.router.add_put("/v2/pets", add)
     app.router.add_get("/v2/moved", moved)
+    app.router.add_route("*", "/v2/things/{id}", thing)
+    app.router.add_route("*", "/v2/hop", hop)
     return app
+
+
+THING = b'{"id": 5, "name": "thing"}'
+# Hop-by-hop headers a provider might send: none may reach the client (SPEC 3.2).
+HOP_ANSWER = {
+    "Connection": "X-Provider-Hop",
+    "X-Provider-Hop": "provider-secret",
+    "Keep-Alive": "timeout=5",
+    "Proxy-Authenticate": "Basic realm=provider",
+    "Proxy-Provider-Thing": "1",
+    "Trailer": "X-Checksum",
+    "Upgrade": "h2c",
+    "Server": "provider-httpd/1.0",
+    "X-Provider-Kept": "yes",
+}
 
 
 @dataclass
@@ -95,23 +126,85 @@ class RestDeployment:
     signer: IssuedCert
     pki: Path
     admin: TestClient[web.Request, web.Application]
+    signers: dict[str, IssuedCert] = field(default_factory=dict)
+
+
+SIGNER_KEYS = ("ed25519", "rsa", "ec")
+
+
+@pytest.fixture(scope="session")
+def rest_signers(dev_pki: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, IssuedCert]:
+    """Certificates of member DEV/COM/222: one per key type registered (pinned) for SIGNED,
+    and ``unregistered``, valid but pinned nowhere."""
+    root = tmp_path_factory.mktemp("rest-signers")
+    return {
+        name: issue_member_cert(
+            dev_pki,
+            MemberId("DEV", "COM", "222"),
+            name=f"REST signer {name}",
+            out_dir=root / name,
+            key_type=key,  # type: ignore[arg-type]
+        )
+        for name, key in (*((k, k) for k in SIGNER_KEYS), ("unregistered", "ed25519"))
+    }
+
+
+class RestGatewayFactory(Protocol):
+    def __call__(
+        self,
+        *,
+        shared_state: dict[str, Any] | None = None,
+        limits: dict[str, Any] | None = None,
+    ) -> Awaitable[RestDeployment]: ...
 
 
 @pytest.fixture
-async def rest_gateway(
+async def rest_gateway(make_rest_gateway: RestGatewayFactory) -> RestDeployment:
+    return await make_rest_gateway()
+
+
+@pytest.fixture
+def make_rest_gateway(
     dev_pki: Path,
     tmp_path: Path,
+    rest_signers: dict[str, IssuedCert],
     aiohttp_client: Callable[..., Any],
     aiohttp_server: Callable[..., Any],
+) -> RestGatewayFactory:
+    count = 0
+
+    async def factory(
+        *,
+        shared_state: dict[str, Any] | None = None,
+        limits: dict[str, Any] | None = None,
+    ) -> RestDeployment:
+        nonlocal count
+        count += 1
+        return await _deploy(
+            dev_pki,
+            tmp_path / f"gateway-{count}",
+            rest_signers,
+            aiohttp_client,
+            aiohttp_server,
+            shared_state or {},
+            limits or {},
+        )
+
+    return factory
+
+
+async def _deploy(
+    dev_pki: Path,
+    tmp_path: Path,
+    signers: dict[str, IssuedCert],
+    aiohttp_client: Callable[..., Any],
+    aiohttp_server: Callable[..., Any],
+    shared_state: dict[str, Any],
+    limits: dict[str, Any],
 ) -> RestDeployment:
+    tmp_path.mkdir(parents=True)  # noqa: ASYNC240 - test setup, nothing is being served yet
     log = ProviderLog()
-    signed_cert = issue_member_cert(
-        dev_pki,
-        MemberId("DEV", "COM", "222"),
-        name="REST signer",
-        out_dir=tmp_path / "signer",
-        key_type="ed25519",
-    )
+    signed_cert = signers["ed25519"]
     server: TestServer = await aiohttp_server(petstore(log))
     registry = {
         "instance": "DEV",
@@ -132,7 +225,9 @@ async def rest_gateway(
                     {
                         "code": "SIGNED",
                         "auth": "signature",
-                        "signing_certificates": [str(signed_cert.cert_path)],
+                        "signing_certificates": [
+                            str(signers[name].cert_path) for name in SIGNER_KEYS
+                        ],
                     },
                 ],
             },
@@ -190,7 +285,8 @@ async def rest_gateway(
                 },
             ],
             "allow_unauthenticated_clients": True,
-            "limits": {"max_request_bytes": 64 * 1024 * 1024},
+            "limits": {"max_request_bytes": 64 * 1024 * 1024, **limits},
+            "shared_state": shared_state,
         }
     )
     state = GatewayState(settings)
@@ -203,4 +299,5 @@ async def rest_gateway(
         signer=signed_cert,
         pki=dev_pki,
         admin=admin,
+        signers=signers,
     )
