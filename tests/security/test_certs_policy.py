@@ -28,7 +28,7 @@ _SIGNING_USAGE = x509.KeyUsage(
 )
 
 
-def _with_eku(pki: Pki, tmp_path_name: str, usages: list[x509.ObjectIdentifier]) -> x509.Certificate:
+def _with_eku(pki: Pki, name: str, usages: list[x509.ObjectIdentifier]) -> x509.Certificate:
     extensions: Extensions = [
         (x509.BasicConstraints(ca=False, path_length=None), True),
         (_SIGNING_USAGE, True),
@@ -40,7 +40,7 @@ def _with_eku(pki: Pki, tmp_path_name: str, usages: list[x509.ObjectIdentifier])
             x509.NameAttribute(NameOID.SERIAL_NUMBER, str(MEMBER)),
         ]
     )
-    target = pki.layout.root / "eku" / tmp_path_name
+    target = pki.layout.root / "eku" / name
     issued = issue_certificate(
         pki.layout,
         subject=subject,
@@ -71,7 +71,7 @@ def test_an_eku_that_does_not_allow_signing_is_refused(
     # Key usage digitalSignature + nonRepudiation and the member's serialNumber: all that a
     # signer needs, except that its EKU restricts the key to other purposes.
     cert = _with_eku(pki, "-".join(u.dotted_string for u in usages), usages)
-    with pytest.raises(CertValidation, match="extended key usage .* does not allow signing"):
+    with pytest.raises(CertValidation, match=r"extended key usage .* does not allow signing"):
         validate_signer(cert, [], pki.trust, NOW)
 
 
