@@ -71,7 +71,9 @@ async def _serve(settings: Settings) -> None:
     try:
         await web.TCPSite(client, settings.client.host, settings.client.port).start()
         if settings.client_tls is not None and state.env is not None:
-            state.tls_context = server_ssl_context(settings.client_tls, state.env.registry)
+            state.tls_context = server_ssl_context(
+                settings.client_tls, state.env.registry, settings.keys.passphrase(os.environ)
+            )
             tls = settings.client_tls
             await web.TCPSite(client, tls.host, tls.port, ssl_context=state.tls_context).start()
         await web.TCPSite(admin, settings.admin.host, settings.admin.port).start()
@@ -209,10 +211,10 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 def _cmd_audit_verify(args: argparse.Namespace) -> int:
     from gateway.audit import verify_log_cli
-    from security.pki_keys import pki_passphrase
 
     settings = load_settings(args.config)
-    code, output = verify_log_cli(settings, vkey=args.vkey, passphrase=pki_passphrase(os.environ))
+    passphrase = settings.keys.passphrase(os.environ)
+    code, output = verify_log_cli(settings, vkey=args.vkey, passphrase=passphrase)
     print(output)
     return code
 

@@ -286,7 +286,7 @@ async def forward(
             data=data,
             timeout=timeout,
             allow_redirects=False,
-            ssl=provider_ssl(service),
+            ssl=provider_ssl(service, env.key_passphrase),
         ) as response:
             await reply.fill(response.content.iter_chunked(64 * 1024))
             return response.status, list(response.headers.items()), reply

@@ -471,7 +471,7 @@ async def run_soap_exchange(env: ExchangeEnv, incoming: IncomingRequest) -> Outg
                 connect_timeout=exchange.service.connect_timeout,
                 total_timeout=exchange.service.total_timeout,
                 max_response_bytes=env.settings.limits.max_response_bytes,
-                ssl_context=provider_ssl(exchange.service),
+                ssl_context=provider_ssl(exchange.service, env.key_passphrase),
             )
         laps.lap("forward")
         body, content_type, _ = await _cpu(  # 7
