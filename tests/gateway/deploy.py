@@ -6,9 +6,9 @@ Used by the trust tests: intermediates, OCSP through the gateway, mTLS and signa
 
 from __future__ import annotations
 
+import os
 import ssl
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -121,6 +121,7 @@ async def start_gateway(
     *,
     tls: tuple[Path, Path, Path] | None = None,
     settings_extra: dict[str, Any] | None = None,
+    keys: dict[str, Any] | None = None,
     name: str = "gw",
 ) -> Gateway:
     """Write the registry, start a gateway (HTTPS when ``tls`` = (cert, key, CA) is given)."""
@@ -132,6 +133,7 @@ async def start_gateway(
         "keys": {
             "signing_certificate": pki / "gateway" / "sign.crt",
             "signing_key": pki / "gateway" / "sign.key",
+            **(keys or {}),
         },
         "audit": {"path": base / "audit.db"},
         **(settings_extra or {}),
@@ -144,7 +146,11 @@ async def start_gateway(
         await server.start_server()
         return Gateway(str(server.make_url("")).rstrip("/"), server)
     assert settings.client_tls is not None
-    context = server_ssl_context(settings.client_tls, load_registry(base / "registry"))
+    context = server_ssl_context(
+        settings.client_tls,
+        load_registry(base / "registry"),
+        settings.keys.passphrase(os.environ),
+    )
     await server.start_server(ssl=context)
     return Gateway(str(server.make_url("")).rstrip("/"), server, server_ca=tls[2])
 
@@ -255,6 +261,3 @@ async def rest_call(
         return RestResult(
             response.status, response.headers.get("X-Road-Error"), await response.read()
         )
-
-
-ProviderStarter = Callable[..., Any]
