@@ -165,6 +165,9 @@ class Settings(_Model):
     allow_unauthenticated_clients: bool = False
     fault_code_style: Literal["legacy", "modern"] = "legacy"
     max_clock_skew_seconds: int = Field(default=300, gt=0)
+    # How long the signed digest of a message without a signed Timestamp (``standard``
+    # policy, e.g. zeep's BinarySignature) is remembered against replay (SPEC 5.5).
+    replay_retention_without_timestamp_seconds: int = Field(default=86400, gt=0)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
     @field_validator("registry_dir")

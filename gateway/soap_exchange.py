@@ -436,6 +436,7 @@ async def run_soap_exchange(env: ExchangeEnv, incoming: IncomingRequest) -> Outg
             signed_created=verified.timestamp_created if verified else None,
             signed=verified is not None,
             now=now,
+            signed_digest=verified.signed_info_digest if verified else None,
         )
         laps.lap("authenticate")
         header = exchange.parsed.envelope.header
