@@ -155,7 +155,8 @@ def _client_id(element: etree._Element, response: bool) -> ClientId:
     try:
         return ClientId(str(parts[0]), str(parts[1]), str(parts[2]), subsystem)
     except InvalidIdentifier as exc:
-        raise ProtocolError(f"client identifier: {exc}", code="InvalidClientIdentifier") from exc
+        # In a provider's answer it is the provider's fault, not the client's.
+        raise _fail("InvalidClientIdentifier", f"client identifier: {exc}", response) from exc
 
 
 def _service_id(element: etree._Element, response: bool) -> ServiceId:
@@ -172,7 +173,7 @@ def _service_id(element: etree._Element, response: bool) -> ServiceId:
         provider = ClientId(str(parts[0]), str(parts[1]), str(parts[2]), subsystem)
         return ServiceId(provider, str(code), version or None)
     except InvalidIdentifier as exc:
-        raise ProtocolError(f"service identifier: {exc}", code="InvalidServiceIdentifier") from exc
+        raise _fail("InvalidServiceIdentifier", f"service identifier: {exc}", response) from exc
 
 
 def _represented_party(element: etree._Element) -> str:
