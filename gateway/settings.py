@@ -81,6 +81,17 @@ class KeySettings(_Model):
     passphrase_file: Path | None = None
     passphrase_env: str = Field(default="OBMIN_PKI_PASSPHRASE", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
 
+    @field_validator("passphrase_env")
+    @classmethod
+    def _not_a_setting(cls, value: str) -> str:
+        # Other OBMIN_ variables are read as setting overrides (and would be refused).
+        if value.upper().startswith(ENV_PREFIX) and value.upper() not in NOT_SETTINGS:
+            raise ValueError(
+                f"{value} would be read as a setting override; name a variable that does not "
+                f"start with {ENV_PREFIX} (or keep OBMIN_PKI_PASSPHRASE)"
+            )
+        return value
+
     def passphrase(self, environ: Mapping[str, str]) -> bytes | None:
         """The configured key passphrase, or None when neither file nor variable is set.
 
