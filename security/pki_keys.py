@@ -155,5 +155,5 @@ def load_certificate(path: Path) -> x509.Certificate:
         if b"-----BEGIN" in data:
             return x509.load_pem_x509_certificate(data)
         return x509.load_der_x509_certificate(data)
-    except ValueError as exc:
+    except (ValueError, x509.InvalidVersion) as exc:
         raise PkiError(f"{path} is not a PEM or DER X.509 certificate") from exc

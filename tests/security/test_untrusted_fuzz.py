@@ -13,7 +13,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509 import ocsp
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from lxml import etree
 
@@ -146,6 +146,16 @@ def test_crl_verification(
         assert exc.code
 
 
+def test_crl_with_an_invalid_version(material: Material) -> None:
+    # Found by test_crl_verification: a CRL whose version is 0 raised cryptography's
+    # InvalidVersion, which is no ValueError, out of verify_crl.
+    version = material.crl_der.index(b"\x02\x01\x01")  # TBSCertList version v2
+    data = bytearray(material.crl_der)
+    data[version + 2] = 0
+    with pytest.raises(SecurityError, match="did not serve a CRL"):
+        verify_crl(bytes(data), material.ca, NOW, CONFIG, source="fuzz")
+
+
 # --- WS-Security header parsing: mutations of a signed envelope's Security header --------
 
 _TARGETS = (
@@ -221,6 +231,8 @@ def _apply(root: etree._Element, operation: tuple[str, str, str, str]) -> None:
 
 @FUZZ
 @given(_operations)
+# Found by this test: non-ASCII text in a DigestValue escaped base64 decoding as ValueError.
+@example(operations=[(f"{{{DS}}}DigestValue", "text", "Algorithm", "\x80")])
 def test_ws_security_header_parsing(
     material: Material, operations: list[tuple[str, str, str, str]]
 ) -> None:
