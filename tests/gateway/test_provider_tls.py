@@ -135,7 +135,7 @@ async def test_encrypted_client_key_towards_the_provider(
                     "keys": {
                         "signing_certificate": dev_pki / "gateway" / "sign.crt",
                         "signing_key": dev_pki / "gateway" / "sign.key",
-                        "passphrase_env": "OBMIN_TEST_UNSET_PASSPHRASE",
+                        "passphrase_env": "TEST_UNSET_OBMIN_PASSPHRASE",
                         **keys,
                     },
                     "audit": {"path": directory / "audit.db"},
