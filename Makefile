@@ -17,11 +17,20 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 # Development PKI under var/pki, created once: CA, gateway key, the example client's key.
+# Keys are encrypted at rest with a random passphrase kept in var/pki-passphrase (mode 0600,
+# made once); the example gateway settings read it (keys.passphrase_file).
+PASSPHRASE_FILE := var/pki-passphrase
+PKI := --dir var/pki --passphrase-file $(PASSPHRASE_FILE)
+
 pki: install
-	@test -f var/pki/ca/ca.crt || $(BIN)/obmin pki init --dir var/pki
-	@test -f var/pki/gateway/log.key || $(BIN)/obmin pki log-key --dir var/pki
+	@mkdir -p var
+	@test -s $(PASSPHRASE_FILE) || (umask 077 && $(BIN)/python -c \
+		'import secrets; print(secrets.token_urlsafe(32))' > $(PASSPHRASE_FILE))
+	@chmod 600 $(PASSPHRASE_FILE)
+	@test -f var/pki/ca/ca.crt || $(BIN)/obmin pki init $(PKI)
+	@test -f var/pki/gateway/log.key || $(BIN)/obmin pki log-key $(PKI)
 	@test -f var/pki/members/12345678/sign.crt || $(BIN)/obmin pki issue-member \
-		SEVDEIR-TEST/GOV/12345678 --name "Ministry of Social Policy" --dir var/pki
+		SEVDEIR-TEST/GOV/12345678 --name "Ministry of Social Policy" $(PKI)
 
 # Start the example provider service and the gateway on the embedded defaults.
 run: pki

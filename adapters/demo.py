@@ -6,6 +6,7 @@ gateway-signed answer, and the two audit records the gateway wrote for it.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import aiohttp
@@ -27,7 +28,8 @@ DEMO_NS = "http://registry.example.gov.ua/person"
 async def run_demo(settings: Settings, *, pki_dir: Path) -> int:
     """Send the demo request, print what happened, return 0 when the exchange succeeded."""
     member_dir = pki_dir / "members" / DEMO_CLIENT.member.member_code
-    key = load_private_key(member_dir / "sign.key")
+    # The development PKI encrypts its keys with the gateway's passphrase (`make pki`).
+    key = load_private_key(member_dir / "sign.key", settings.keys.passphrase(os.environ))
     certificate = load_certificate(member_dir / "sign.crt")
     gateway_trust = TrustStore([load_certificate(pki_dir / "ca" / "ca.crt")])
     url = f"http://{settings.client.host}:{settings.client.port}/"

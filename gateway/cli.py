@@ -71,7 +71,9 @@ async def _serve(settings: Settings) -> None:
     try:
         await web.TCPSite(client, settings.client.host, settings.client.port).start()
         if settings.client_tls is not None and state.env is not None:
-            state.tls_context = server_ssl_context(settings.client_tls, state.env.registry)
+            state.tls_context = server_ssl_context(
+                settings.client_tls, state.env.registry, settings.keys.passphrase(os.environ)
+            )
             tls = settings.client_tls
             await web.TCPSite(client, tls.host, tls.port, ssl_context=state.tls_context).start()
         await web.TCPSite(admin, settings.admin.host, settings.admin.port).start()
@@ -102,11 +104,39 @@ def _cmd_registry_check(args: argparse.Namespace) -> int:
     return code
 
 
+_ENCRYPTION_HELP = (
+    "no key passphrase: set OBMIN_PKI_PASSPHRASE or pass --passphrase-file FILE (private keys "
+    "are encrypted at rest); --no-encryption writes clear keys, for throwaway development "
+    "PKIs only"
+)
+
+
 def _passphrase(args: argparse.Namespace) -> bytes | None:
+    """The passphrase for the keys a command writes or reads.
+
+    Never from the command line: a file named with --passphrase-file, or OBMIN_PKI_PASSPHRASE.
+    A command that writes a key refuses to write it in clear unless --no-encryption is given,
+    and then says so on stderr.
+    """
+    from security.errors import PkiError
     from security.pki_keys import pki_passphrase
 
-    # Never from the command line: a file named here, or OBMIN_PKI_PASSPHRASE.
-    return pki_passphrase(os.environ, args.passphrase_file)
+    value = pki_passphrase(os.environ, args.passphrase_file)
+    clear = bool(getattr(args, "no_encryption", False))
+    if value is not None:
+        if clear:
+            raise PkiError("--no-encryption contradicts the configured passphrase; drop one")
+        return value
+    if not args.writes_keys:
+        return None  # reading a clear development CA key needs no passphrase
+    if not clear:
+        raise PkiError(_ENCRYPTION_HELP)
+    print(
+        "obmin: warning: --no-encryption: private keys are written UNENCRYPTED; "
+        "never use them outside a throwaway development PKI",
+        file=sys.stderr,
+    )
+    return None
 
 
 def _cmd_pki_init(args: argparse.Namespace) -> int:
@@ -134,6 +164,25 @@ def _cmd_pki_issue(args: argparse.Namespace) -> int:
         crl_url=args.crl_url,
     )
     print(f"issued {issued.cert_path} (key {issued.key_path})")
+    return 0
+
+
+def _cmd_pki_subsystem(args: argparse.Namespace) -> int:
+    from registry.identifiers import ClientId
+    from security import issue_subsystem_cert
+
+    issued = issue_subsystem_cert(
+        args.dir,
+        ClientId.parse(args.client),
+        name=args.name,
+        days=args.days,
+        key_type=args.key_type,
+        passphrase=_passphrase(args),
+        ocsp_url=args.ocsp_url,
+        crl_url=args.crl_url,
+    )
+    print(f"issued {issued.cert_path} (key {issued.key_path})")
+    print(f"pin it for {args.client} in the registry: signing_certificates: [{issued.cert_path}]")
     return 0
 
 
@@ -209,10 +258,10 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 def _cmd_audit_verify(args: argparse.Namespace) -> int:
     from gateway.audit import verify_log_cli
-    from security.pki_keys import pki_passphrase
 
     settings = load_settings(args.config)
-    code, output = verify_log_cli(settings, vkey=args.vkey, passphrase=pki_passphrase(os.environ))
+    passphrase = settings.keys.passphrase(os.environ)
+    code, output = verify_log_cli(settings, vkey=args.vkey, passphrase=passphrase)
     print(output)
     return code
 
@@ -275,7 +324,9 @@ def _parser() -> argparse.ArgumentParser:
         dest="pki_command", required=True
     )
 
-    def pki_command(name: str, help_text: str, func: Any) -> argparse.ArgumentParser:
+    def pki_command(
+        name: str, help_text: str, func: Any, *, writes_keys: bool = True
+    ) -> argparse.ArgumentParser:
         command = pki.add_parser(name, help=help_text)
         command.add_argument("--dir", type=Path, default=Path("var/pki"))
         command.add_argument(
@@ -284,7 +335,13 @@ def _parser() -> argparse.ArgumentParser:
             help="encrypt/decrypt keys with the first line of this file "
             "(or set OBMIN_PKI_PASSPHRASE)",
         )
-        command.set_defaults(func=func)
+        if writes_keys:
+            command.add_argument(
+                "--no-encryption",
+                action="store_true",
+                help="write private keys unencrypted (throwaway development PKIs only)",
+            )
+        command.set_defaults(func=func, writes_keys=writes_keys)
         return command
 
     init = pki_command("init", "create a development CA and gateway keys", _cmd_pki_init)
@@ -296,6 +353,17 @@ def _parser() -> argparse.ArgumentParser:
     issue.add_argument("--days", type=int, default=365)
     issue.add_argument("--ocsp-url")
     issue.add_argument("--crl-url")
+    subsystem = pki_command(
+        "issue-subsystem",
+        "issue a subsystem signing certificate (to pin in the registry)",
+        _cmd_pki_subsystem,
+    )
+    subsystem.add_argument("client", help="INSTANCE/CLASS/MEMBERCODE/SUBSYSTEM")
+    subsystem.add_argument("--name", help="subject commonName (default: the identifier)")
+    subsystem.add_argument("--days", type=int, default=365)
+    subsystem.add_argument("--key-type", choices=("rsa", "ec", "ed25519"), default="rsa")
+    subsystem.add_argument("--ocsp-url")
+    subsystem.add_argument("--crl-url")
     pki_command("log-key", "create the audit log's Ed25519 key if it is missing", _cmd_pki_log_key)
     client_tls = pki_command(
         "issue-tls-client", "issue a subsystem's TLS client certificate", _cmd_pki_tls_client
@@ -309,7 +377,9 @@ def _parser() -> argparse.ArgumentParser:
     server_tls.add_argument("--days", type=int, default=825)
     ocsp = pki_command("issue-ocsp", "issue an OCSP responder certificate", _cmd_pki_ocsp)
     ocsp.add_argument("--days", type=int, default=365)
-    revoke = pki_command("revoke", "revoke a certificate (file or hex serial)", _cmd_pki_revoke)
+    revoke = pki_command(
+        "revoke", "revoke a certificate (file or hex serial)", _cmd_pki_revoke, writes_keys=False
+    )
     revoke.add_argument("target")
     revoke.add_argument("--reason", default="unspecified", choices=sorted(REVOCATION_REASONS))
 

@@ -7,7 +7,7 @@ the middle of an exchange.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 import aiohttp
@@ -50,3 +50,5 @@ class ExchangeEnv:
     revocation: RevocationChecker
     replay: ReplayCache
     rate_limiter: RateLimiter
+    # Decrypts provider TLS client keys (keys.passphrase_*); kept out of repr and logs.
+    key_passphrase: bytes | None = field(default=None, repr=False)

@@ -86,6 +86,8 @@ _SIDES: dict[str, tuple[Side, int]] = {
     "ServiceFailed.InvalidProtocolVersion": (Side.SERVER_PROXY, 502),
     "ServiceFailed.MessageTooLarge": (Side.SERVER_PROXY, 502),
     "ServiceFailed.MissingSoap": (Side.SERVER_PROXY, 502),
+    "ServiceFailed.InvalidClientIdentifier": (Side.SERVER_PROXY, 502),
+    "ServiceFailed.InvalidServiceIdentifier": (Side.SERVER_PROXY, 502),
     "RateLimited": (Side.CLIENT, 429),
 }
 

@@ -6,6 +6,7 @@ into ``ServiceFailed.*`` faults; nothing from aiohttp escapes.
 
 from __future__ import annotations
 
+import io
 import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -42,6 +43,9 @@ class ProviderReply:
     body: bytes
 
 
+_CHUNKED_ABOVE = 1024 * 1024
+
+
 async def forward_request(
     session: aiohttp.ClientSession,
     url: str,
@@ -61,7 +65,9 @@ async def forward_request(
     try:
         async with session.post(
             url,
-            data=body,
+            # Above 1 MiB aiohttp warns that one write of raw bytes may block the event
+            # loop; a BytesIO is written in chunks (Content-Length is still sent).
+            data=io.BytesIO(body) if len(body) > _CHUNKED_ABOVE else body,
             headers=dict(headers),
             timeout=timeout,
             allow_redirects=False,

@@ -11,6 +11,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from gateway.errors import GatewayError
+from gateway.tls import TlsKeyError, load_tls_pair
 from registry import ServiceEntry
 
 __all__ = ["ProviderTlsError", "provider_ssl"]
@@ -24,7 +25,11 @@ class ProviderTlsError(GatewayError):
 
 @lru_cache(maxsize=256)
 def _context(
-    verify: bool, cas: tuple[Path, ...], cert: Path | None, key: Path | None
+    verify: bool,
+    cas: tuple[Path, ...],
+    cert: Path | None,
+    key: Path | None,
+    passphrase: bytes | None,
 ) -> ssl.SSLContext:
     context = ssl.create_default_context()
     context.minimum_version = ssl.TLSVersion.TLSv1_2
@@ -34,12 +39,15 @@ def _context(
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
     if cert is not None:
-        context.load_cert_chain(cert, key)
+        load_tls_pair(context, cert, key, passphrase)
     return context
 
 
-def provider_ssl(service: ServiceEntry) -> ssl.SSLContext | bool:
-    """The TLS context for calling ``service``; ``True`` (defaults) for plain http URLs."""
+def provider_ssl(service: ServiceEntry, passphrase: bytes | None = None) -> ssl.SSLContext | bool:
+    """The TLS context for calling ``service``; ``True`` (defaults) for plain http URLs.
+
+    ``passphrase`` decrypts an encrypted client key (the gateway's ``keys.passphrase_*``).
+    """
     if not service.url.startswith("https://"):
         return True
     try:
@@ -48,6 +56,11 @@ def provider_ssl(service: ServiceEntry) -> ssl.SSLContext | bool:
             tuple(service.tls_ca_certificates),
             service.tls_client_certificate,
             service.tls_client_key,
+            passphrase,
         )
+    except TlsKeyError as exc:
+        raise ProviderTlsError(
+            f"the TLS settings of service {service.id} cannot be used: {exc}"
+        ) from exc
     except (OSError, ssl.SSLError, ValueError) as exc:
         raise ProviderTlsError(f"the TLS settings of service {service.id} cannot be used") from exc

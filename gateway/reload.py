@@ -64,7 +64,9 @@ async def reload_registry(state: GatewayState, trigger: Trigger) -> ReloadOutcom
         if current is None:
             return ReloadOutcome(False, trigger, datetime.now(UTC), error="gateway stopped")
         state.env = dataclasses.replace(
-            current, registry=registry, trust=TrustStore(registry.trust_anchors)
+            current,
+            registry=registry,
+            trust=TrustStore(registry.trust_anchors, registry.intermediates),
         )
         if state.tls_context is not None:
             trust_registry_certs(state.tls_context, registry)

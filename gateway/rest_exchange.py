@@ -380,7 +380,7 @@ async def forward(
             data=data,
             timeout=timeout,
             allow_redirects=False,
-            ssl=provider_ssl(service),
+            ssl=provider_ssl(service, env.key_passphrase),
             # Only what the client sent: no User-Agent (SPEC 3.2), Accept or Accept-Encoding
             # of aiohttp's own, no Content-Type the client did not declare.
             skip_auto_headers=_NOT_AUTOMATIC,

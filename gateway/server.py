@@ -29,7 +29,7 @@ from gateway.rest_exchange import (
     run_global_metaservice,
     run_rest_exchange,
 )
-from gateway.settings import Settings
+from gateway.settings import RevocationSettings, Settings
 from gateway.soap.mime import ProtocolError
 from gateway.soap.render import render_fault
 from gateway.soap.xml import XmlLimits
@@ -38,11 +38,10 @@ from gateway.spool import SpooledBody, TooLarge
 from gateway.state import STATE, GatewayState
 from registry import load_registry
 from security import TrustStore, load_certificate, load_private_key
-from security.pki_keys import pki_passphrase
 from security.replay import MemoryReplayCache, RedisReplayCache, ReplayCache
 from security.revocation import RevocationChecker, RevocationConfig
 
-__all__ = ["client_server_options", "create_client_app"]
+__all__ = ["client_server_options", "create_client_app", "revocation_config"]
 
 log = structlog.get_logger("obmin.server")
 
@@ -55,16 +54,17 @@ def _build_env(
     revocation: RevocationChecker,
     replay: ReplayCache,
     rate_limiter: RateLimiter,
+    passphrase: bytes | None,
 ) -> ExchangeEnv:
     registry = load_registry(settings.registry_dir)
     signer = GatewaySigner(
-        key=load_private_key(settings.keys.signing_key, pki_passphrase(os.environ)),
+        key=load_private_key(settings.keys.signing_key, passphrase),
         certificate=load_certificate(settings.keys.signing_certificate),
     )
     return ExchangeEnv(
         settings=settings,
         registry=registry,
-        trust=TrustStore(registry.trust_anchors),
+        trust=TrustStore(registry.trust_anchors, registry.intermediates),
         audit=audit,
         session=session,
         signer=signer,
@@ -76,6 +76,20 @@ def _build_env(
         revocation=revocation,
         replay=replay,
         rate_limiter=rate_limiter,
+        key_passphrase=passphrase,
+    )
+
+
+def revocation_config(settings: RevocationSettings) -> RevocationConfig:
+    """The revocation checker's configuration from the gateway's ``revocation`` settings."""
+    return RevocationConfig(
+        timeout=settings.timeout_seconds,
+        max_age=timedelta(seconds=settings.max_age_seconds),
+        clock_skew=timedelta(seconds=settings.clock_skew_seconds),
+        crl_refresh=timedelta(seconds=settings.crl_refresh_seconds),
+        unavailable_retry=timedelta(seconds=settings.unavailable_retry_seconds),
+        cache_size=settings.cache_size,
+        require_nonce=settings.require_nonce,
     )
 
 
@@ -84,20 +98,21 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     settings = state.settings
     if settings.allow_unauthenticated_clients:
         log.warning("unauthenticated clients are allowed: use only for tests and development")
+    passphrase = settings.keys.passphrase(os.environ)
     audit = await open_audit_store(settings.audit)
     checkpointer: Checkpointer | None = None
     session = aiohttp.ClientSession(auto_decompress=False)
     try:
         if settings.keys.log_key is not None:  # signed checkpoints of the audit log (SPEC 8)
             checkpointer = Checkpointer.from_settings(
-                audit, settings.audit, settings.keys.log_key, pki_passphrase(os.environ)
+                audit, settings.audit, settings.keys.log_key, passphrase
             )
             await checkpointer.start()
         # One checker for the process: its OCSP/CRL caches outlive registry reloads.
-        revocation = RevocationChecker(session, RevocationConfig())
+        revocation = RevocationChecker(session, revocation_config(settings.revocation))
         replay, rate_limiter = _shared_state(settings)
         state.env = _build_env(
-            settings, audit, session, state.metrics, revocation, replay, rate_limiter
+            settings, audit, session, state.metrics, revocation, replay, rate_limiter, passphrase
         )
         _record_static_metrics(state)
         if settings.registry_watch_seconds:

@@ -21,6 +21,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from gateway.errors import GatewayError
+from security.errors import PkiError
+from security.pki_keys import pki_passphrase
 
 __all__ = [
     "AdminToken",
@@ -29,6 +31,7 @@ __all__ = [
     "KeySettings",
     "LimitSettings",
     "ListenSettings",
+    "RevocationSettings",
     "Settings",
     "SettingsError",
     "SharedStateSettings",
@@ -65,11 +68,39 @@ class ClientTlsSettings(_Model):
 
 
 class KeySettings(_Model):
-    """The gateway's own keys: signing certificate and key (PEM), audit log key (Ed25519)."""
+    """The gateway's own keys: signing certificate and key (PEM), audit log key (Ed25519).
+
+    Private keys (these, the HTTPS port's and the provider TLS client keys of the registry)
+    are decrypted with the passphrase in ``passphrase_file`` (its first line) or, without a
+    file, in the environment variable named by ``passphrase_env``. Never on the command line.
+    """
 
     signing_certificate: Path
     signing_key: Path
     log_key: Path | None = None
+    passphrase_file: Path | None = None
+    passphrase_env: str = Field(default="OBMIN_PKI_PASSPHRASE", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+    @field_validator("passphrase_env")
+    @classmethod
+    def _not_a_setting(cls, value: str) -> str:
+        # Other OBMIN_ variables are read as setting overrides (and would be refused).
+        if value.upper().startswith(ENV_PREFIX) and value.upper() not in NOT_SETTINGS:
+            raise ValueError(
+                f"{value} would be read as a setting override; name a variable that does not "
+                f"start with {ENV_PREFIX} (or keep OBMIN_PKI_PASSPHRASE)"
+            )
+        return value
+
+    def passphrase(self, environ: Mapping[str, str]) -> bytes | None:
+        """The configured key passphrase, or None when neither file nor variable is set.
+
+        Raises `SettingsError` naming the file or variable when it cannot be used.
+        """
+        try:
+            return pki_passphrase(environ, self.passphrase_file, variable=self.passphrase_env)
+        except PkiError as exc:
+            raise SettingsError(f"keys.passphrase: {exc}") from exc
 
 
 class AdminToken(_Model):
@@ -98,6 +129,23 @@ class SharedStateSettings(_Model):
     redis_url: str = "redis://127.0.0.1:6379/0"
     key_prefix: str = "obmin:"
     rate_limit_fail_open: bool = False  # Redis down: refuse (default) or let requests pass
+
+
+class RevocationSettings(_Model):
+    """How OCSP and CRL checks run, gateway-wide (SPEC 5.4); a trust anchor in the registry
+    may override ``max_age_seconds``, ``timeout_seconds`` and ``require_nonce``.
+
+    ``max_age_seconds`` is the configured freshness: an OCSP answer (or a CRL without
+    nextUpdate) whose thisUpdate is older is stale even before its nextUpdate.
+    """
+
+    timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+    max_age_seconds: int = Field(default=3600, gt=0, le=30 * 86400)
+    clock_skew_seconds: int = Field(default=300, ge=0, le=3600)
+    crl_refresh_seconds: int = Field(default=3600, gt=0)
+    unavailable_retry_seconds: float = Field(default=10.0, ge=0)
+    require_nonce: bool = False
+    cache_size: int = Field(default=10_000, gt=0)
 
 
 class LimitSettings(_Model):
@@ -129,9 +177,13 @@ class Settings(_Model):
     audit: AuditSettings = AuditSettings()
     limits: LimitSettings = LimitSettings()
     shared_state: SharedStateSettings = SharedStateSettings()
+    revocation: RevocationSettings = RevocationSettings()
     allow_unauthenticated_clients: bool = False
     fault_code_style: Literal["legacy", "modern"] = "legacy"
     max_clock_skew_seconds: int = Field(default=300, gt=0)
+    # How long the signed digest of a message without a signed Timestamp (``standard``
+    # policy, e.g. zeep's BinarySignature) is remembered against replay (SPEC 5.5).
+    replay_retention_without_timestamp_seconds: int = Field(default=86400, gt=0)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
     @field_validator("registry_dir")
@@ -147,6 +199,7 @@ _PATH_KEYS = (
     ("keys", "signing_certificate"),
     ("keys", "signing_key"),
     ("keys", "log_key"),
+    ("keys", "passphrase_file"),
     ("audit", "path"),
     ("client_tls", "certificate"),
     ("client_tls", "key"),

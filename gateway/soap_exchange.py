@@ -436,6 +436,7 @@ async def run_soap_exchange(env: ExchangeEnv, incoming: IncomingRequest) -> Outg
             signed_created=verified.timestamp_created if verified else None,
             signed=verified is not None,
             now=now,
+            signed_digest=verified.signed_info_digest if verified else None,
         )
         laps.lap("authenticate")
         header = exchange.parsed.envelope.header
@@ -471,7 +472,7 @@ async def run_soap_exchange(env: ExchangeEnv, incoming: IncomingRequest) -> Outg
                 connect_timeout=exchange.service.connect_timeout,
                 total_timeout=exchange.service.total_timeout,
                 max_response_bytes=env.settings.limits.max_response_bytes,
-                ssl_context=provider_ssl(exchange.service),
+                ssl_context=provider_ssl(exchange.service, env.key_passphrase),
             )
         laps.lap("forward")
         body, content_type, _ = await _cpu(  # 7

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import ssl
+from collections.abc import Callable
+from pathlib import Path
 
 from cryptography.hazmat.primitives.serialization import Encoding
 
@@ -18,7 +20,14 @@ from gateway.errors import GatewayError
 from gateway.settings import ClientTlsSettings
 from registry import ClientEntry, Registry
 
-__all__ = ["TlsAuthError", "check_tls_client", "server_ssl_context", "trust_registry_certs"]
+__all__ = [
+    "TlsAuthError",
+    "TlsKeyError",
+    "check_tls_client",
+    "key_password",
+    "server_ssl_context",
+    "trust_registry_certs",
+]
 
 
 class TlsAuthError(GatewayError):
@@ -27,25 +36,74 @@ class TlsAuthError(GatewayError):
     code = "SslAuthenticationFailed"
 
 
+class TlsKeyError(GatewayError):
+    """A TLS certificate or key file cannot be used (unreadable, wrong passphrase, mismatch)."""
+
+    code = "InternalError"
+
+
+def key_password(passphrase: bytes | None, key: Path | None) -> Callable[[], bytes]:
+    """The ``password`` callable for ``load_cert_chain``.
+
+    Always a callable: given no password, OpenSSL would prompt on the terminal for an
+    encrypted key and hang a service. Without a passphrase it raises instead.
+    """
+
+    def password() -> bytes:
+        if passphrase is None:
+            raise TlsKeyError(
+                f"the TLS key {key} is encrypted; set keys.passphrase_file or the "
+                "variable named by keys.passphrase_env"
+            )
+        return passphrase
+
+    return password
+
+
+def load_tls_pair(
+    context: ssl.SSLContext, certificate: Path, key: Path | None, passphrase: bytes | None
+) -> None:
+    """Load a certificate and its (possibly encrypted) key into ``context``."""
+    try:
+        context.load_cert_chain(certificate, key, password=key_password(passphrase, key))
+    except TlsKeyError:
+        raise
+    except (OSError, ssl.SSLError, ValueError) as exc:
+        reason = getattr(exc, "reason", None) or getattr(exc, "strerror", None) or str(exc)
+        raise TlsKeyError(
+            f"cannot load the TLS certificate {certificate} with key {key}: {reason}"
+        ) from exc
+
+
 def trust_registry_certs(context: ssl.SSLContext, registry: Registry) -> None:
     """Let the handshake accept chains to the trust anchors and the pinned TLS certificates.
 
     OpenSSL can only add to a context's trust store, so a certificate removed from the
     registry is still accepted by the handshake until restart; `check_tls_client` refuses it.
     """
-    pems = [c.public_bytes(Encoding.PEM).decode("ascii") for c in registry.trust_anchors]
+    # Configured intermediates help build client chains; OpenSSL still requires the chain to
+    # end at a self-signed anchor (no partial chains, see `server_ssl_context`).
+    cas = [*registry.trust_anchors, *registry.intermediates]
+    pems = [c.public_bytes(Encoding.PEM).decode("ascii") for c in cas]
     for entry in registry.all_clients():
         pems.extend(c.public_bytes(Encoding.PEM).decode("ascii") for c in entry.tls_certificates)
     if pems:
         context.load_verify_locations(cadata="".join(pems))
 
 
-def server_ssl_context(settings: ClientTlsSettings, registry: Registry) -> ssl.SSLContext:
-    """The TLS context of the HTTPS client port (TLS 1.2+, client certificate optional)."""
+def server_ssl_context(
+    settings: ClientTlsSettings, registry: Registry, passphrase: bytes | None = None
+) -> ssl.SSLContext:
+    """The TLS context of the HTTPS client port (TLS 1.2+, client certificate optional).
+
+    ``passphrase`` decrypts an encrypted server key (`KeySettings.passphrase`).
+    """
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.load_cert_chain(settings.certificate, settings.key)
+    load_tls_pair(context, settings.certificate, settings.key, passphrase)
     context.verify_mode = ssl.CERT_OPTIONAL
+    # A configured intermediate is never an anchor on its own.
+    context.verify_flags &= ~ssl.VERIFY_X509_PARTIAL_CHAIN
     trust_registry_certs(context, registry)
     return context
 

@@ -12,9 +12,13 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
+from datetime import timedelta
 from pathlib import Path
 from types import MappingProxyType
 from typing import TypeVar
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 
 from registry.access import AccessIndexBuilder, GroupKind, GroupRef, ServiceKey
 from registry.build_files import check_private_key
@@ -215,11 +219,58 @@ class _Builder(Checker):
         if problem is not None:
             self.report(doc, (*loc, "certificate"), problem)
             return
+        intermediates = self.anchor_intermediates(doc, loc, anchor, loaded[0])
+        if intermediates is None:
+            return
+        max_age = anchor.max_age_seconds
         self.anchors.append(
             TrustAnchorEntry(
-                anchor.name, loaded[0], anchor.revocation, anchor.on_unavailable, anchor.ocsp_url
+                anchor.name,
+                loaded[0],
+                anchor.revocation,
+                anchor.on_unavailable,
+                anchor.ocsp_url,
+                intermediates=intermediates,
+                max_age=timedelta(seconds=max_age) if max_age is not None else None,
+                timeout=anchor.timeout_seconds,
+                require_nonce=anchor.require_nonce,
             )
         )
+
+    def anchor_intermediates(
+        self, doc: YamlDocument, loc: Loc, anchor: TrustAnchorModel, root: x509.Certificate
+    ) -> tuple[x509.Certificate, ...] | None:
+        """The anchor's intermediate CA certificates, each one CA issued below the anchor."""
+        found: list[x509.Certificate] = []
+        ok = True
+        for index, value in enumerate(anchor.intermediates):
+            where = (*loc, "intermediates", index)
+            path = doc.path.parent / value
+            loaded = self.certificates.load(path)
+            problem = (
+                loaded if isinstance(loaded, str) else self.certificates.ca_problem(path, loaded)
+            )
+            if problem is not None:
+                self.report(
+                    doc,
+                    where,
+                    problem.replace("a trust anchor is one CA", "an intermediate is one CA"),
+                )
+                ok = False
+                continue
+            assert not isinstance(loaded, str)
+            found.append(loaded[0])
+        issuers = [root, *found]
+        for index, cert in enumerate(found):
+            if not any(_issued_by(cert, issuer) for issuer in issuers if issuer is not cert):
+                self.report(
+                    doc,
+                    (*loc, "intermediates", index),
+                    f"{cert.subject.rfc4514_string()} is not issued by trust anchor "
+                    f"{anchor.name!r} or by one of its intermediates",
+                )
+                ok = False
+        return tuple(found) if ok else None
 
     def add_service(self, doc: YamlDocument, loc: Loc, service: ServiceModel) -> None:
         """Register a service of a registered provider, with its documents checked."""
@@ -384,6 +435,14 @@ class _Builder(Checker):
 
 K = TypeVar("K")
 V = TypeVar("V")
+
+
+def _issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
+    try:
+        cert.verify_directly_issued_by(issuer)
+    except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
+        return False
+    return True
 
 
 def _frozen(index: dict[K, list[V]]) -> Mapping[K, tuple[V, ...]]:

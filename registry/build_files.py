@@ -79,7 +79,7 @@ class CertificateFiles:
             return data
         try:
             certificates = x509.load_pem_x509_certificates(data)
-        except ValueError:
+        except (ValueError, x509.InvalidVersion):
             return f"not a PEM certificate: {path}"
         self.digests.add(hashlib.sha256(data).hexdigest())
         return tuple(certificates)

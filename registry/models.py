@@ -191,13 +191,23 @@ class GroupModel(_Model):
 
 
 class TrustAnchorModel(_Model):
-    """A CA whose certificates are trusted, with its revocation settings (SPEC 5.4)."""
+    """A CA whose certificates are trusted, with its revocation settings (SPEC 5.4).
+
+    ``intermediates`` are CA certificates issued below the anchor (not trusted themselves)
+    that path building may use. ``max_age_seconds`` (the freshness of an OCSP answer or of a
+    CRL without nextUpdate), ``timeout_seconds`` and ``require_nonce`` override the
+    gateway's ``revocation`` settings for the certificates of this anchor.
+    """
 
     name: Text
     certificate: FilePath
+    intermediates: tuple[FilePath, ...] = ()
     revocation: Revocation = "none"
     on_unavailable: OnUnavailable = "reject"
     ocsp_url: HttpUrl | None = None
+    max_age_seconds: int | None = Field(default=None, gt=0, le=30 * 86400)
+    timeout_seconds: float | None = Field(default=None, gt=0, le=60)
+    require_nonce: bool | None = None
 
 
 class TimeoutModel(_Model):

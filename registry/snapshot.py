@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 from cryptography import x509
@@ -97,13 +98,22 @@ class ServiceEntry:
 
 @dataclass(frozen=True, slots=True)
 class TrustAnchorEntry:
-    """A trusted CA certificate and how revocation of what it issued is checked."""
+    """A trusted CA certificate and how revocation of what it issued is checked.
+
+    ``intermediates`` are the configured CA certificates below the anchor (offered to path
+    building, never trusted alone). ``max_age``, ``timeout`` and ``require_nonce`` override
+    the gateway's revocation settings when not None.
+    """
 
     name: str
     certificate: x509.Certificate
     revocation: str
     on_unavailable: str
     ocsp_url: str | None
+    intermediates: tuple[x509.Certificate, ...] = ()
+    max_age: timedelta | None = None
+    timeout: float | None = None
+    require_nonce: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,6 +168,11 @@ class Registry:
     def trust_anchors(self) -> tuple[x509.Certificate, ...]:
         """The trusted CA certificates, in registry order."""
         return tuple(entry.certificate for entry in self.trust_anchor_entries)
+
+    @property
+    def intermediates(self) -> tuple[x509.Certificate, ...]:
+        """The configured intermediate CA certificates of every anchor, in registry order."""
+        return tuple(cert for entry in self.trust_anchor_entries for cert in entry.intermediates)
 
     def find_client(self, client: ClientId) -> ClientEntry | None:
         """The registered member-level client or subsystem, or None."""

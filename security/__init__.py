@@ -23,6 +23,7 @@ from security.pki import (
     SigningKey,
     init_pki,
     issue_member_cert,
+    issue_subsystem_cert,
     load_certificate,
     load_private_key,
 )
@@ -56,6 +57,7 @@ __all__ = [
     "cert_thumbprint",
     "init_pki",
     "issue_member_cert",
+    "issue_subsystem_cert",
     "load_certificate",
     "load_private_key",
     "replay_key",

@@ -13,6 +13,7 @@ only a trust anchor is trusted. Revocation is checked afterwards, on the validat
 from __future__ import annotations
 
 import hashlib
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -21,19 +22,42 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509 import verification
-from cryptography.x509.oid import NameOID
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID, ObjectIdentifier
 
 from registry.errors import InvalidIdentifier
 from registry.identifiers import MemberId
 from security.errors import CertValidation, PkiError
 
-__all__ = ["TrustStore", "ValidatedSigner", "cert_thumbprint", "validate_signer"]
+__all__ = [
+    "SIGNING_EKUS",
+    "TrustStore",
+    "ValidatedSigner",
+    "cert_thumbprint",
+    "validate_signer",
+]
 
 _MIN_RSA_BITS = 2048
 # Path building is a search; a message must not make it search through hundreds of
 # certificates. X-Road and Trembita chains have one or two intermediates.
 _MAX_INTERMEDIATES = 8
 _CURVES = (ec.SECP256R1, ec.SECP384R1, ec.SECP521R1)
+# Successful validations kept per trust store (least recently used evicted one at a time).
+VALIDATION_CACHE_SIZE = 4096
+
+SIGNING_EKUS: frozenset[ObjectIdentifier] = frozenset(
+    {
+        ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE,
+        ExtendedKeyUsageOID.EMAIL_PROTECTION,  # S/MIME and qualified e-signature certificates
+        ObjectIdentifier("1.3.6.1.5.5.7.3.36"),  # id-kp-documentSigning (RFC 9336)
+        ObjectIdentifier("1.3.6.1.4.1.311.10.3.12"),  # Microsoft document signing
+    }
+)
+"""Extended key usages that allow message signing when a signer carries the EKU extension.
+
+A signing certificate without the extension is fine (X-Road and Trembita signing certificates
+have none); one whose EKU allows only e.g. serverAuth or clientAuth (a TLS certificate) must
+not sign messages: RFC 5280 4.2.1.12 restricts the key to the purposes listed.
+"""
 
 
 def cert_thumbprint(cert: x509.Certificate) -> str:
@@ -46,25 +70,33 @@ class TrustStore:
 
     ``intermediates`` are configured intermediate CA certificates: not trusted themselves,
     offered to path building with every signer (so that a message need not carry them).
-    Immutable after construction; build a new one when the registry is reloaded.
+    The anchors are immutable after construction; build a new store when the registry is
+    reloaded. The store also keeps up to ``cache_size`` successful validations (LRU).
     """
 
-    __slots__ = ("_anchors", "_intermediates", "_store", "validated")
+    __slots__ = ("_anchors", "_cache_size", "_intermediates", "_store", "_validated")
 
     def __init__(
         self,
         anchors: Sequence[x509.Certificate],
         intermediates: Sequence[x509.Certificate] = (),
+        *,
+        cache_size: int = VALIDATION_CACHE_SIZE,
     ) -> None:
+        if cache_size < 1:
+            raise PkiError("the validation cache size must be positive")
+        self._cache_size = cache_size
         self._anchors: tuple[x509.Certificate, ...] = tuple(anchors)
         self._intermediates: tuple[x509.Certificate, ...] = tuple(intermediates)
         self._store: verification.Store | None = None
-        # Successful validations, reused while ``now`` stays inside every certificate's
-        # validity on the path: the outcome depends on nothing else (revocation is separate).
-        self.validated: dict[
-            tuple[x509.Certificate, tuple[x509.Certificate, ...]],
-            tuple[ValidatedSigner, datetime, datetime],
-        ] = {}
+        # Successful validations by signer certificate (DER SHA-256), reused while ``now``
+        # stays inside every certificate's validity on the path and the path's intermediates
+        # are still at hand: the outcome depends on nothing else (revocation is separate).
+        # Keyed on the signer alone, not on the extra certificates a message carries, so a
+        # sender cannot mint keys: only certificates a trusted CA issued ever get in.
+        self._validated: OrderedDict[str, tuple[ValidatedSigner, datetime, datetime]] = (
+            OrderedDict()
+        )
         if self._anchors:
             try:
                 self._store = verification.Store(list(self._anchors))
@@ -85,6 +117,42 @@ class TrustStore:
     def store(self) -> verification.Store | None:
         """cryptography's store of the anchors; None when no anchor is configured."""
         return self._store
+
+    def cached(
+        self, thumbprint: str, at: datetime, offered: Sequence[x509.Certificate]
+    ) -> ValidatedSigner | None:
+        """A validation of the signer ``thumbprint`` still good at ``at``, or None.
+
+        Good means: ``at`` is inside every path certificate's validity, and each intermediate
+        of the cached path is configured or among the ``offered`` ones.
+        """
+        found = self._validated.get(thumbprint)
+        if found is None:
+            return None
+        signer, start, end = found
+        if not start <= at <= end:
+            return None
+        available = {*offered, *self._intermediates}
+        if any(cert not in available for cert in signer.chain[1:-1]):
+            return None
+        self._validated.move_to_end(thumbprint)
+        return signer
+
+    def remember(self, signer: ValidatedSigner) -> None:
+        """Keep a successful validation, evicting the least recently used beyond the bound."""
+        self._validated[signer.thumbprint_sha256] = (
+            signer,
+            max(c.not_valid_before_utc for c in signer.chain),
+            min(c.not_valid_after_utc for c in signer.chain),
+        )
+        self._validated.move_to_end(signer.thumbprint_sha256)
+        while len(self._validated) > self._cache_size:
+            self._validated.popitem(last=False)
+
+    @property
+    def cache_size(self) -> int:
+        """How many validations are cached."""
+        return len(self._validated)
 
     def __repr__(self) -> str:
         return f"TrustStore({len(self._anchors)} anchors, {len(self._intermediates)} intermediates)"
@@ -143,12 +211,26 @@ def _check_key_usage(cert: x509.Certificate) -> None:
         raise CertValidation(
             "signer certificate key usage allows neither digitalSignature nor nonRepudiation"
         )
+    _check_extended_key_usage(cert)
     try:
         constraints = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
     except x509.ExtensionNotFound:
         return
     if constraints.ca:
         raise CertValidation("signer certificate is a CA certificate")
+
+
+def _check_extended_key_usage(cert: x509.Certificate) -> None:
+    try:
+        usages = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    except x509.ExtensionNotFound:
+        return
+    if not SIGNING_EKUS.intersection(usages):
+        names = ", ".join(sorted(getattr(u, "_name", u.dotted_string) for u in usages))
+        raise CertValidation(
+            f"signer certificate's extended key usage ({names or 'empty'}) does not allow "
+            "signing messages"
+        )
 
 
 def _check_public_key(cert: x509.Certificate) -> None:
@@ -171,12 +253,22 @@ def _ee_key_usage(
         raise ValueError("key usage allows no signatures")
 
 
+def _ee_eku(
+    _policy: verification.Policy, _cert: x509.Certificate, usages: x509.ExtendedKeyUsage | None
+) -> None:
+    if usages is not None and not SIGNING_EKUS.intersection(usages):
+        raise ValueError("extended key usage does not allow signing")
+
+
 def _ee_policy() -> verification.ExtensionPolicy:
     # The Web PKI end-entity profile requires a subjectAltName and TLS usages, which signing
     # certificates (X-Road, Trembita, qualified e-signatures) do not carry. So: accept any
-    # extension, but require the key usage the SPEC names.
-    return verification.ExtensionPolicy.permit_all().require_present(
-        x509.KeyUsage, verification.Criticality.AGNOSTIC, _ee_key_usage
+    # extension, but require the key usage the SPEC names, and an extended key usage (when
+    # present) that allows signing.
+    return (
+        verification.ExtensionPolicy.permit_all()
+        .require_present(x509.KeyUsage, verification.Criticality.AGNOSTIC, _ee_key_usage)
+        .may_be_present(x509.ExtendedKeyUsage, verification.Criticality.AGNOSTIC, _ee_eku)
     )
 
 
@@ -200,22 +292,12 @@ def validate_signer(
     if now.tzinfo is None:
         raise CertValidation("validation time must be timezone-aware")
     at = now.astimezone(UTC)
-    key = (cert, tuple(intermediates))
-    cached = trust.validated.get(key)
-    if cached is not None and cached[1] <= at <= cached[2]:
-        return cached[0]
+    cached = trust.cached(cert_thumbprint(cert), at, intermediates)
+    if cached is not None:
+        return cached
     signer = _validate(cert, intermediates, trust, at)
-    if len(trust.validated) >= _CACHE_SIZE:
-        trust.validated.clear()
-    trust.validated[key] = (
-        signer,
-        max(c.not_valid_before_utc for c in signer.chain),
-        min(c.not_valid_after_utc for c in signer.chain),
-    )
+    trust.remember(signer)  # only a validation that succeeded is kept
     return signer
-
-
-_CACHE_SIZE = 4096
 
 
 def _validate(

@@ -59,7 +59,7 @@ def _parse(data: bytes, source: str) -> x509.CertificateRevocationList:
         if data.lstrip().startswith(b"-----BEGIN"):
             return x509.load_pem_x509_crl(data)
         return x509.load_der_x509_crl(data)
-    except ValueError as exc:
+    except (ValueError, x509.InvalidVersion) as exc:
         raise RevocationUnavailable(f"{source} did not serve a CRL", source) from exc
 
 

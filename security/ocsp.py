@@ -237,7 +237,7 @@ def verify_ocsp_response(
         _verify_signature(response, signer)
         _check_nonce(response, query, config)
         facts = _single(response, query, source)
-    except (ValueError, UnsupportedAlgorithm) as exc:
+    except (ValueError, UnsupportedAlgorithm, x509.InvalidVersion) as exc:
         # cryptography parses the inner structures lazily: a malformed part surfaces here.
         raise RevocationUnavailable(
             f"OCSP response from {source} is malformed: {exc}", source

@@ -1,11 +1,14 @@
 """Development PKI: a CA, the gateway's signing certificate and member signing certificates.
 
 For development and tests only (SPEC 5.4, ``obmin pki``). Private keys are PKCS#8 PEM files
-with mode 0600, encrypted when a passphrase is configured (``OBMIN_PKI_PASSPHRASE`` or a
-passphrase file, see `security.pki_keys.pki_passphrase`) and unencrypted otherwise, which is
-fine on a developer's laptop and nowhere else. The identity fields follow X-Road: a member's
-signing certificate names the member in its subject ``serialNumber`` (OID 2.5.4.5) as
-``INSTANCE/CLASS/MEMBERCODE`` and carries the nonRepudiation and digitalSignature key usages.
+with mode 0600, encrypted with the passphrase passed in (``obmin pki`` requires one, from
+``OBMIN_PKI_PASSPHRASE`` or a passphrase file, unless told ``--no-encryption``; see
+`security.pki_keys.pki_passphrase`). The library functions write a clear key when given no
+passphrase, which the test suite uses and nothing else should.
+
+The identity fields follow X-Road: a member's signing certificate names the member in its
+subject ``serialNumber`` (OID 2.5.4.5) as ``INSTANCE/CLASS/MEMBERCODE`` and carries the
+nonRepudiation and digitalSignature key usages.
 
 Layout under the PKI directory::
 
@@ -16,6 +19,7 @@ Layout under the PKI directory::
     gateway/log.key                      the gateway's audit log key (Ed25519, signs checkpoints)
     gateway/tls.crt  gateway/tls.key     the gateway's TLS server certificate
     members/MEMBERCODE/sign.crt|key      member signing certificates (RSA-2048 by default)
+    members/MEMBERCODE/SUBSYSTEM/sign.*  subsystem signing certificates (pinned in the registry)
     members/MEMBERCODE/SUBSYSTEM/tls.*   TLS client certificates of subsystems
     ocsp/ocsp.crt  ocsp/ocsp.key         the OCSP responder's certificate
 
@@ -34,7 +38,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from registry.identifiers import MemberId
+from registry.identifiers import ClientId, MemberId
 from security.errors import PkiError
 from security.pki_build import Extensions, ca_extensions, sign_certificate
 from security.pki_index import append_issued
@@ -65,6 +69,7 @@ __all__ = [
     "init_pki",
     "issue_certificate",
     "issue_member_cert",
+    "issue_subsystem_cert",
     "load_certificate",
     "load_private_key",
 ]
@@ -318,6 +323,56 @@ def issue_certificate(
         raise PkiError(f"cannot write the certificate {cert_path}: {exc}") from exc
     append_issued(layout.ca_index, cert)
     return IssuedCert(cert_path=cert_path, key_path=key_path, certificate=cert)
+
+
+def _subsystem_subject(client: ClientId, name: str | None) -> x509.Name:
+    # No serialNumber: a CA-issued certificate with one speaks for the whole member (SPEC
+    # 5.4). This one speaks only for the subsystem whose registry entry pins it.
+    return x509.Name(
+        [
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "obmin"),
+            x509.NameAttribute(NameOID.COMMON_NAME, name or str(client)),
+        ]
+    )
+
+
+def issue_subsystem_cert(
+    layout_or_dir: PkiLayout | Path,
+    client: ClientId,
+    *,
+    name: str | None = None,
+    out_dir: Path | None = None,
+    days: int = 365,
+    now: datetime | None = None,
+    key_type: KeyType = "rsa",
+    passphrase: bytes | None = None,
+    ocsp_url: str | None = None,
+    crl_url: str | None = None,
+) -> IssuedCert:
+    """Issue a signing certificate for one subsystem, to be pinned in the registry.
+
+    The subject's commonName is the subsystem identifier (or ``name``) and there is no
+    ``serialNumber``, so the certificate speaks for no member: only for the subsystem whose
+    ``signing_certificates`` list it. Written to ``out_dir/sign.crt|key``, by default
+    ``members/MEMBERCODE/SUBSYSTEM/``.
+    """
+    if client.subsystem is None:
+        raise PkiError(f"{client} is a member, not a subsystem (INSTANCE/CLASS/CODE/SUBSYSTEM)")
+    layout = _layout(layout_or_dir)
+    target = out_dir if out_dir is not None else layout.member_dir(client.member) / client.subsystem
+    return issue_certificate(
+        layout,
+        subject=_subsystem_subject(client, name),
+        extensions=_member_extensions("signing"),
+        cert_path=target / "sign.crt",
+        key_path=target / "sign.key",
+        days=days,
+        now=now,
+        key_type=key_type,
+        passphrase=passphrase,
+        ocsp_url=ocsp_url,
+        crl_url=crl_url,
+    )
 
 
 def issue_member_cert(

@@ -46,9 +46,14 @@ PASSPHRASE_ENV = "OBMIN_PKI_PASSPHRASE"  # noqa: S105 (a variable name, not a se
 """The environment variable that holds the passphrase of the PKI's private keys."""
 
 
-def pki_passphrase(environ: Mapping[str, str], passphrase_file: Path | None = None) -> bytes | None:
+def pki_passphrase(
+    environ: Mapping[str, str],
+    passphrase_file: Path | None = None,
+    *,
+    variable: str = PASSPHRASE_ENV,
+) -> bytes | None:
     """The configured key passphrase: the file's first line if a file is named, else the
-    ``OBMIN_PKI_PASSPHRASE`` variable of ``environ``, else None (keys stay unencrypted).
+    ``variable`` (default ``OBMIN_PKI_PASSPHRASE``) of ``environ``, else None.
 
     An empty passphrase is refused: it would look like protection and be none.
     """
@@ -61,9 +66,9 @@ def pki_passphrase(environ: Mapping[str, str], passphrase_file: Path | None = No
             ) from exc
         value = text.splitlines()[0] if text else b""
         where = f"passphrase file {passphrase_file}"
-    elif PASSPHRASE_ENV in environ:
-        value = environ[PASSPHRASE_ENV].encode("utf-8")
-        where = f"environment variable {PASSPHRASE_ENV}"
+    elif variable in environ:
+        value = environ[variable].encode("utf-8")
+        where = f"environment variable {variable}"
     else:
         return None
     if not value:
@@ -150,5 +155,5 @@ def load_certificate(path: Path) -> x509.Certificate:
         if b"-----BEGIN" in data:
             return x509.load_pem_x509_certificate(data)
         return x509.load_der_x509_certificate(data)
-    except ValueError as exc:
+    except (ValueError, x509.InvalidVersion) as exc:
         raise PkiError(f"{path} is not a PEM or DER X.509 certificate") from exc

@@ -54,7 +54,9 @@ REVOCATION_REASONS: dict[str, x509.ReasonFlags] = {
 }
 """Each reason with its CRL reason code. (certificateHold is left out: revocation is final.)"""
 
-_HEX_SERIAL = re.compile(r"(?:0x)?([0-9A-Fa-f]{2}(?::?[0-9A-Fa-f]{2})*|[0-9A-Fa-f])")
+# Pairs with optional colons (``openssl x509 -serial``) or any run of hex digits, odd lengths
+# included (what ``obmin pki revoke`` itself prints).
+_HEX_SERIAL = re.compile(r"(?:0x)?([0-9A-Fa-f]{2}(?::[0-9A-Fa-f]{2})+|[0-9A-Fa-f]+)")
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,10 +12,17 @@ certificate path have been verified. Each trust anchor says how its certificates
   "revocation status unavailable" under ``reject``; under ``accept`` a logged warning and
   the status ``unknown-accepted``.
 
+`check_signer` checks every certificate of the validated path except the trust anchor: the
+signer, and each intermediate CA under the settings of the anchor the path ends in (an
+intermediate revoked by its issuer revokes everything below it). A configured ``ocsp_url``
+is asked about every certificate of the path; without one, each certificate's own AIA or
+CRL distribution point is used.
+
 Answers are cached: OCSP per (issuer, serial) until nextUpdate but no longer than the
 freshness ``max_age`` after thisUpdate; CRLs per (URL, issuer) until nextUpdate but no longer
 than ``crl_refresh``. Both caches are bounded. The checker is long-lived (one per process,
-created with the HTTP client session) and outlives registry reloads.
+created with the HTTP client session) and outlives registry reloads. A trust anchor may
+override ``max_age``, ``timeout`` and ``require_nonce`` for its certificates.
 """
 
 from __future__ import annotations
@@ -24,7 +31,7 @@ import asyncio
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Literal, Protocol
 
 import aiohttp
@@ -97,6 +104,9 @@ class AnchorRevocation:
     on_unavailable: str = "reject"
     ocsp_url: str | None = None
     crl_url: str | None = None
+    max_age: timedelta | None = None
+    timeout: float | None = None
+    require_nonce: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,7 +150,7 @@ class RevocationChecker:
     ``config`` holds timeouts, freshness and cache bounds.
     """
 
-    __slots__ = ("_config", "_crl_locks", "_crls", "_failures", "_ocsp", "_session")
+    __slots__ = ("_config", "_configs", "_crl_locks", "_crls", "_failures", "_ocsp", "_session")
 
     def __init__(self, session: aiohttp.ClientSession, config: RevocationConfig) -> None:
         self._session = session
@@ -153,16 +163,27 @@ class RevocationChecker:
         )
         self._failures: ExpiringCache[str, RevocationUnavailable] = ExpiringCache(config.cache_size)
         self._crl_locks: dict[str, asyncio.Lock] = {}
+        self._configs: dict[tuple[tuple[str, object], ...], RevocationConfig] = {}
 
     async def check_signer(
         self, signer: ValidatedSigner, anchors: Iterable[AnchorEntry], now: datetime
     ) -> RevocationStatus:
-        """Check the validated signer under the settings of the anchor its path ends in."""
+        """Check every certificate on the signer's validated path except the anchor, under the
+        settings of the anchor the path ends in; return the signer's own status."""
         anchor = signer.anchor
         for entry in anchors:
             if entry.certificate == anchor:
-                return await self.check(signer.certificate, signer.issuer, entry, now)
-        raise CertValidation("the signer's trust anchor has no revocation settings")
+                break
+        else:
+            raise CertValidation("the signer's trust anchor has no revocation settings")
+        chain = signer.chain
+        # From the top down: an answer about a revoked intermediate is reported as such,
+        # and nothing is asked about certificates below it.
+        status: RevocationStatus | None = None
+        for index in range(len(chain) - 2, -1, -1):
+            status = await self.check(chain[index], chain[index + 1], entry, now)
+        assert status is not None
+        return status
 
     async def check(
         self,
@@ -185,10 +206,13 @@ class RevocationChecker:
         if signer_cert.issuer != issuer_cert.subject:
             raise CertValidation("the issuer given for the revocation check did not issue it")
         method: Literal["ocsp", "crl"] = "ocsp" if mode == "ocsp" else "crl"
+        config = self._config_for(anchor_settings)
         try:
             if method == "ocsp":
-                return await self._check_ocsp(signer_cert, issuer_cert, anchor_settings, now)
-            return await self._check_crl(signer_cert, issuer_cert, anchor_settings, now)
+                return await self._check_ocsp(
+                    signer_cert, issuer_cert, anchor_settings, now, config
+                )
+            return await self._check_crl(signer_cert, issuer_cert, anchor_settings, now, config)
         except RevocationUnavailable as exc:
             if policy == "accept":
                 log.warning(
@@ -200,6 +224,22 @@ class RevocationChecker:
                 return RevocationStatus("unknown-accepted", method, exc.source, detail=str(exc))
             raise CertValidation(f"revocation status unavailable: {exc}") from exc
 
+    def _config_for(self, settings: RevocationSettings) -> RevocationConfig:
+        """The gateway's config with the anchor's overrides (max_age, timeout, require_nonce)."""
+        overrides: dict[str, object] = {}
+        for name in ("max_age", "timeout", "require_nonce"):
+            value = getattr(settings, name, None)
+            if value is not None:
+                overrides[name] = value
+        if not overrides:
+            return self._config
+        key = tuple(sorted(overrides.items()))
+        config = self._configs.get(key)
+        if config is None:
+            config = replace(self._config, **overrides)  # type: ignore[arg-type]
+            self._configs[key] = config
+        return config
+
     # --- OCSP ---------------------------------------------------------------------------
 
     async def _check_ocsp(
@@ -208,6 +248,7 @@ class RevocationChecker:
         issuer: x509.Certificate,
         settings: RevocationSettings,
         now: datetime,
+        config: RevocationConfig,
     ) -> RevocationStatus:
         url = settings.ocsp_url or ocsp_url_of(cert)
         if url is None:
@@ -216,13 +257,18 @@ class RevocationChecker:
             )
         key = (cert_thumbprint(issuer), cert.serial_number)
         cached = self._ocsp.get(key, now)
-        # (An answer dated after ``now`` says nothing about ``now``.)
-        if cached is not None and cached.this_update <= now + self._config.clock_skew:
+        # (An answer dated after ``now`` says nothing about ``now``; one older than this
+        # anchor's freshness says nothing either.)
+        if (
+            cached is not None
+            and cached.this_update <= now + config.clock_skew
+            and now - cached.this_update <= config.max_age + config.clock_skew
+        ):
             return replace(_verdict(cached, cert, "ocsp", url), from_cache=True)
         query = build_ocsp_query(cert, issuer, os.urandom(_NONCE_BYTES))
-        body = await self._fetch(url, query.der, self._config.max_response_bytes, now)
-        facts = verify_ocsp_response(body, query, issuer, now, self._config, source=url)
-        expires = facts.this_update + self._config.max_age
+        body = await self._fetch(url, query.der, config.max_response_bytes, now, config)
+        facts = verify_ocsp_response(body, query, issuer, now, config, source=url)
+        expires = facts.this_update + config.max_age
         if facts.next_update is not None:
             expires = min(expires, facts.next_update)
         self._ocsp.put(key, facts, expires)
@@ -236,6 +282,7 @@ class RevocationChecker:
         issuer: x509.Certificate,
         settings: RevocationSettings,
         now: datetime,
+        config: RevocationConfig,
     ) -> RevocationStatus:
         configured = getattr(settings, "crl_url", None)
         url = configured if isinstance(configured, str) else crl_url_of(cert)
@@ -253,7 +300,7 @@ class RevocationChecker:
                 verified = self._fresh_crl(key, now)
                 from_cache = verified is not None
                 if verified is None:
-                    verified = await self._load_crl(url, issuer, now)
+                    verified = await self._load_crl(url, issuer, now, config)
                     self._crls.put(key, verified, self._crl_expiry(verified, now))
         facts = crl_status(verified, cert.serial_number)
         status = _verdict(facts, cert, "crl", url)
@@ -267,10 +314,12 @@ class RevocationChecker:
             return None
         return verified
 
-    async def _load_crl(self, url: str, issuer: x509.Certificate, now: datetime) -> VerifiedCrl:
-        data = await self._fetch(url, None, self._config.max_crl_bytes, now)
+    async def _load_crl(
+        self, url: str, issuer: x509.Certificate, now: datetime, config: RevocationConfig
+    ) -> VerifiedCrl:
+        data = await self._fetch(url, None, config.max_crl_bytes, now, config)
         # Parsing and verifying a large CRL is CPU work: keep it off the event loop.
-        return await asyncio.to_thread(verify_crl, data, issuer, now, self._config, source=url)
+        return await asyncio.to_thread(verify_crl, data, issuer, now, config, source=url)
 
     def _crl_expiry(self, verified: VerifiedCrl, now: datetime) -> datetime:
         expires = now + self._config.crl_refresh
@@ -280,7 +329,9 @@ class RevocationChecker:
 
     # --- HTTP ---------------------------------------------------------------------------
 
-    async def _fetch(self, url: str, body: bytes | None, limit: int, now: datetime) -> bytes:
+    async def _fetch(
+        self, url: str, body: bytes | None, limit: int, now: datetime, config: RevocationConfig
+    ) -> bytes:
         """POST an OCSP request (``body``) or GET a CRL, reading at most ``limit`` bytes.
 
         A failure is remembered for ``unavailable_retry``: until then the URL is not asked
@@ -290,13 +341,13 @@ class RevocationChecker:
         if failure is not None:
             raise RevocationUnavailable(f"{failure} (not retried yet)", url)
         try:
-            return await self._request(url, body, limit)
+            return await self._request(url, body, limit, config.timeout)
         except RevocationUnavailable as exc:
             self._failures.put(url, exc, now + self._config.unavailable_retry)
             raise
 
-    async def _request(self, url: str, body: bytes | None, limit: int) -> bytes:
-        timeout = aiohttp.ClientTimeout(total=self._config.timeout)
+    async def _request(self, url: str, body: bytes | None, limit: int, seconds: float) -> bytes:
+        timeout = aiohttp.ClientTimeout(total=seconds)
         headers = {"Content-Type": "application/ocsp-request"} if body is not None else {}
         method = "POST" if body is not None else "GET"
         what = "OCSP responder" if body is not None else "CRL distribution point"
@@ -322,7 +373,7 @@ class RevocationChecker:
                 return b"".join(chunks)
         except TimeoutError as exc:
             raise RevocationUnavailable(
-                f"{what} {url} did not answer within {self._config.timeout} s", url
+                f"{what} {url} did not answer within {seconds} s", url
             ) from exc
         except (aiohttp.ClientError, ValueError) as exc:
             raise RevocationUnavailable(

@@ -46,6 +46,11 @@ class VerifiedSoap:
     copy); ``signed_header_names`` are the local names of the X-Road headers (direct
     children of ``soap:Header``, each present once) that the signature covers. Everything
     downstream must read only these.
+
+    ``signed_info_digest`` is the hex SHA-256 of the canonical SignedInfo: what the key
+    actually signed. Unlike the signature value (ECDSA signatures are malleable: (r, s) and
+    (r, n - s) both verify) or an unsigned ``xrd:id``, nobody without the key can produce a
+    second message with another digest that verifies, so replay protection keys on it.
     """
 
     signer: ValidatedSigner
@@ -54,6 +59,7 @@ class VerifiedSoap:
     timestamp_created: datetime | None
     signature_value_digest: str
     signature_method: str
+    signed_info_digest: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,4 +226,5 @@ def verify_soap_signature(
             hashlib.sha512(parts.signature_value).digest()
         ).decode(),
         signature_method=parts.method.uri,
+        signed_info_digest=hashlib.sha256(signed_info).hexdigest(),
     )

@@ -67,7 +67,7 @@ class IdIndex:
 def _parse_certificate(der: bytes, where: str) -> x509.Certificate:
     try:
         return x509.load_der_x509_certificate(der)
-    except ValueError as exc:
+    except (ValueError, x509.InvalidVersion) as exc:
         raise CertValidation(f"{where} is not a valid X.509 certificate") from exc
 
 

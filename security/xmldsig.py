@@ -139,7 +139,7 @@ def b64decode_strict(text: str | None, what: str) -> bytes:
         raise InvalidSignatureValue(f"{what} is empty")
     try:
         return base64.b64decode(compact, validate=True)
-    except binascii.Error as exc:
+    except (binascii.Error, ValueError) as exc:  # ValueError: non-ASCII characters
         raise InvalidSignatureValue(f"{what} is not valid base64") from exc
 
 

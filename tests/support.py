@@ -49,4 +49,5 @@ class GatewayFactory(Protocol):
         self,
         behaviour: ProviderBehaviour,
         tweak: Callable[[dict[str, Any]], None] | None = None,
+        settings_extra: dict[str, Any] | None = None,
     ) -> Awaitable[TestClient[web.Request, web.Application]]: ...

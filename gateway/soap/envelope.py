@@ -110,10 +110,16 @@ def _is_element(node: etree._Element) -> bool:
     return not isinstance(node, etree._Comment | etree._ProcessingInstruction | etree._Entity)
 
 
-def _text(element: etree._Element) -> str:
+def _raw_text(element: etree._Element) -> str:
     # itertext() skips comments and processing instructions: a comment spliced into a signed
     # value (exclusive C14N drops comments) must not cut the value we read.
-    return "".join(str(t) for t in element.itertext()).strip()
+    return "".join(str(t) for t in element.itertext())
+
+
+def _text(element: etree._Element) -> str:
+    """A free-text header field (id, userId, issue, protocolVersion): surrounding
+    whitespace is layout, not content."""
+    return _raw_text(element).strip()
 
 
 def _id_part(element: etree._Element, name: str, *, required: bool, response: bool) -> str | None:
@@ -124,7 +130,11 @@ def _id_part(element: etree._Element, name: str, *, required: bool, response: bo
         return None
     if len(found) > 1:
         raise _fail("InvalidXml", f"identifier has more than one {name}", response)
-    return _text(found[0])
+    # SPEC 2: an identifier part is exactly its characters. Nothing is trimmed: surrounding
+    # whitespace, NBSP, NEL or zero-width characters make it invalid (InvalidClientIdentifier
+    # or InvalidServiceIdentifier), so that "consumer&#xA0;" can never pass as "consumer".
+    # X-Road's proxy test vectors never indent inside identifier elements.
+    return _raw_text(found[0])
 
 
 def _client_id(element: etree._Element, response: bool) -> ClientId:
@@ -145,7 +155,8 @@ def _client_id(element: etree._Element, response: bool) -> ClientId:
     try:
         return ClientId(str(parts[0]), str(parts[1]), str(parts[2]), subsystem)
     except InvalidIdentifier as exc:
-        raise ProtocolError(f"client identifier: {exc}", code="InvalidClientIdentifier") from exc
+        # In a provider's answer it is the provider's fault, not the client's.
+        raise _fail("InvalidClientIdentifier", f"client identifier: {exc}", response) from exc
 
 
 def _service_id(element: etree._Element, response: bool) -> ServiceId:
@@ -162,7 +173,7 @@ def _service_id(element: etree._Element, response: bool) -> ServiceId:
         provider = ClientId(str(parts[0]), str(parts[1]), str(parts[2]), subsystem)
         return ServiceId(provider, str(code), version or None)
     except InvalidIdentifier as exc:
-        raise ProtocolError(f"service identifier: {exc}", code="InvalidServiceIdentifier") from exc
+        raise _fail("InvalidServiceIdentifier", f"service identifier: {exc}", response) from exc
 
 
 def _represented_party(element: etree._Element) -> str:

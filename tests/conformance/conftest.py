@@ -91,6 +91,7 @@ def make_gateway(
     async def factory(
         behaviour: ProviderBehaviour,
         tweak: Callable[[dict[str, Any]], None] | None = None,
+        settings_extra: dict[str, Any] | None = None,
     ) -> TestClient[web.Request, web.Application]:
         provider: TestServer = await aiohttp_server(provider_app(behaviour))
         registry = base_registry(dev_pki / "ca" / "ca.crt", str(provider.make_url("")).rstrip("/"))
@@ -109,6 +110,7 @@ def make_gateway(
                 },
                 "audit": {"path": tmp_path / "audit.db"},
                 "allow_unauthenticated_clients": True,
+                **(settings_extra or {}),
             }
         )
         client: TestClient[web.Request, web.Application] = await aiohttp_client(

@@ -13,8 +13,9 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def test_pki_init_then_refuse_to_overwrite(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setenv("OBMIN_PKI_PASSPHRASE", "cli test passphrase")
     assert main(["pki", "init", "--dir", str(tmp_path / "pki")]) == 0
     assert (tmp_path / "pki" / "ca" / "ca.crt").is_file()
     assert main(["pki", "init", "--dir", str(tmp_path / "pki")]) == 1

@@ -92,3 +92,63 @@ async def test_tls_to_the_provider(
         )
     finally:
         await provider.close()
+
+
+async def test_encrypted_client_key_towards_the_provider(
+    dev_pki: Path, tmp_path: Path, aiohttp_client: Callable[..., Any]
+) -> None:
+    passphrase = b"provider key passphrase"
+    server_cert = issue_tls_server_cert(dev_pki, out_dir=tmp_path / "provider")
+    gateway_cert = issue_tls_client_cert(
+        dev_pki,
+        ClientId.parse("SEVDEIR-TEST/GOV/00000000/GW"),
+        out_dir=tmp_path / "gw",
+        passphrase=passphrase,
+    )
+    assert b"ENCRYPTED" in gateway_cert.key_path.read_bytes()
+    provider_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    provider_ctx.load_cert_chain(server_cert.cert_path, server_cert.key_path)
+    provider_ctx.verify_mode = ssl.CERT_REQUIRED
+    provider_ctx.load_verify_locations(dev_pki / "ca" / "ca.crt")
+    provider = TestServer(create_provider_app())
+    await provider.start_server(ssl=provider_ctx)
+    secret = tmp_path / "passphrase.txt"
+    secret.write_bytes(passphrase + b"\n")
+    try:
+        results = {}
+        for name, keys in (("with-passphrase", {"passphrase_file": secret}), ("without", {})):
+            registry = registry_for(dev_pki / "ca" / "ca.crt", "http://unused")
+            registry["members"][0]["subsystems"].append({"code": "LEGACY", "auth": "none"})
+            registry["access"][0]["clients"].append(str(LEGACY))
+            registry["services"][0]["url"] = str(provider.make_url("/soap"))
+            registry["services"][0]["tls"] = {
+                "ca_certificates": [str(dev_pki / "ca" / "ca.crt")],
+                "client_certificate": str(gateway_cert.cert_path),
+                "client_key": str(gateway_cert.key_path),
+            }
+            directory = tmp_path / name
+            (directory / "registry").mkdir(parents=True)
+            (directory / "registry" / "r.yaml").write_text(yaml.safe_dump(registry))
+            settings = Settings.model_validate(
+                {
+                    "registry_dir": directory / "registry",
+                    "keys": {
+                        "signing_certificate": dev_pki / "gateway" / "sign.crt",
+                        "signing_key": dev_pki / "gateway" / "sign.key",
+                        "passphrase_env": "TEST_UNSET_OBMIN_PASSPHRASE",
+                        **keys,
+                    },
+                    "audit": {"path": directory / "audit.db"},
+                    "allow_unauthenticated_clients": True,
+                }
+            )
+            client = await aiohttp_client(create_client_app(settings))
+            request = etree.tostring(build_soap_request(LEGACY, SERVICE, _body()))
+            response = await client.post("/", data=request, headers={"Content-Type": "text/xml"})
+            results[name] = etree.fromstring(await response.read()).findtext(".//faultcode")
+        assert results["with-passphrase"] is None
+        # No passphrase configured: the service's TLS settings cannot be used (and OpenSSL
+        # did not stop the gateway to ask for one on the terminal).
+        assert results["without"] == "Server.ClientProxy.InternalError"
+    finally:
+        await provider.close()

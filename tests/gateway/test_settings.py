@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.settings import SettingsError, load_settings
+from gateway.settings import KeySettings, SettingsError, load_settings
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -82,3 +82,22 @@ def test_wrong_settings_name_the_key(
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(SettingsError, match="cannot read settings file"):
         load_settings(tmp_path / "absent.yaml", environ={})
+
+
+def test_key_passphrase_settings(tmp_path: Path) -> None:
+    secret = tmp_path / "secret"
+    secret.write_bytes(b"from the file\nsecond line ignored\n")
+    keys = KeySettings(signing_certificate=Path("a"), signing_key=Path("b"), passphrase_file=secret)
+    assert keys.passphrase({"OBMIN_PKI_PASSPHRASE": "from the env"}) == b"from the file"
+    by_env = KeySettings(
+        signing_certificate=Path("a"), signing_key=Path("b"), passphrase_env="MY_PASS"
+    )
+    assert by_env.passphrase({"MY_PASS": "mine", "OBMIN_PKI_PASSPHRASE": "x"}) == b"mine"
+    assert by_env.passphrase({}) is None
+    missing = KeySettings(
+        signing_certificate=Path("a"), signing_key=Path("b"), passphrase_file=tmp_path / "none"
+    )
+    with pytest.raises(SettingsError, match=r"keys\.passphrase: cannot read passphrase file"):
+        missing.passphrase({})
+    with pytest.raises(ValueError, match="would be read as a setting override"):
+        KeySettings(signing_certificate=Path("a"), signing_key=Path("b"), passphrase_env="OBMIN_X")

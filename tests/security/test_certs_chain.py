@@ -162,3 +162,12 @@ def test_signed_message_carrying_its_intermediate(chain: TwoLevel) -> None:
     )
     assert verified.signer.chain == (chain.member, chain.intermediate, chain.root)
     assert verified.signer.member_id == MEMBER
+
+
+def test_a_cached_path_needs_its_intermediate_at_hand(chain: TwoLevel) -> None:
+    trust = TrustStore([chain.root])
+    validate_signer(chain.member, [chain.intermediate], trust, NOW)
+    assert trust.cache_size == 1
+    # The next message comes without the intermediate: the cached path is not reused.
+    with pytest.raises(CertValidation, match="does not chain"):
+        validate_signer(chain.member, [], trust, NOW)

@@ -24,7 +24,10 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.x509 import ocsp as x509_ocsp
 
 from registry import TrustAnchorEntry
 from registry.identifiers import MemberId
@@ -417,3 +420,69 @@ async def test_settings_and_arguments_are_checked(
         await checker.check(pki.good, pki.good, ocsp("http://127.0.0.1:1/"), now())
     with pytest.raises(CertValidation, match="timezone-aware"):
         await checker.check(pki.good, pki.ca, ocsp(None), datetime(2030, 1, 1))
+
+
+# --- per-anchor overrides of the gateway's revocation settings (SPEC 5.4 "configured freshness")
+
+
+async def test_anchor_freshness_overrides_the_gateway_default(
+    pki: OcspPki, ca_signed: str, session: aiohttp.ClientSession
+) -> None:
+    # The CA's own answers carry no nextUpdate: only the freshness bounds them.
+    later = now() + timedelta(minutes=20)
+    checker = RevocationChecker(session, CONFIG)  # max_age 1 h: a 20-minute-old answer is fresh
+    assert (await checker.check(pki.good, pki.ca, ocsp(ca_signed), later)).status == "good"
+    strict = AnchorRevocation("ocsp", "reject", ca_signed, max_age=timedelta(minutes=10))
+    with pytest.raises(CertValidation, match="is older than 600 s"):
+        await RevocationChecker(session, CONFIG).check(pki.good, pki.ca, strict, later)
+    # The same checker keeps a cached answer no longer than the anchor's freshness either.
+    fresh = await checker.check(pki.good, pki.ca, strict, now())
+    assert fresh.status == "good"
+    with pytest.raises(CertValidation, match="is older than 600 s"):
+        await checker.check(pki.good, pki.ca, strict, later)
+
+
+async def test_anchor_can_require_the_nonce(
+    pki: OcspPki, delegated: str, session: aiohttp.ClientSession
+) -> None:
+    # A genuine answer to a request without a nonce (a precomputed answer, in effect).
+    request = (
+        x509_ocsp.OCSPRequestBuilder().add_certificate(pki.good, pki.ca, hashes.SHA1()).build()
+    )
+    headers = {"Content-Type": "application/ocsp-request"}
+    async with session.post(
+        delegated, data=request.public_bytes(Encoding.DER), headers=headers
+    ) as response:
+        captured = await response.read()
+
+    async def precomputed(_request: web.Request) -> web.Response:
+        return web.Response(body=captured, content_type="application/ocsp-response")
+
+    app = web.Application()
+    app.router.add_post("/", precomputed)
+    async with TestServer(app, host="127.0.0.1") as server:
+        url = str(server.make_url("/"))
+        lenient = await RevocationChecker(session, CONFIG).check(pki.good, pki.ca, ocsp(url), now())
+        assert lenient.status == "good"
+        demanding = AnchorRevocation("ocsp", "accept", url, require_nonce=True)
+        with pytest.raises(CertValidation, match="does not echo the request nonce"):
+            await RevocationChecker(session, CONFIG).check(pki.good, pki.ca, demanding, now())
+
+
+async def test_anchor_timeout_overrides_the_gateway_default(
+    pki: OcspPki, session: aiohttp.ClientSession
+) -> None:
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read()
+        writer.close()
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/"
+    try:
+        checker = RevocationChecker(session, RevocationConfig(timeout=30))
+        quick = AnchorRevocation("ocsp", "reject", url, timeout=0.2)
+        with pytest.raises(CertValidation, match=r"did not answer within 0\.2 s"):
+            await checker.check(pki.good, pki.ca, quick, now())
+    finally:
+        server.close()
+        await server.wait_closed()
