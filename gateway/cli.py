@@ -87,7 +87,23 @@ async def _serve(settings: Settings) -> None:
         await client.cleanup()
 
 
+def _ensure_dev_pki(directory: Path) -> None:
+    """Create a development PKI in ``directory`` unless it has a CA already (first start)."""
+    from security import PkiLayout, init_pki
+    from security.pki_keys import pki_passphrase
+    from security.pki_revoke import write_crl
+
+    layout = PkiLayout(directory)
+    if layout.ca_cert.exists():
+        return
+    passphrase = pki_passphrase(os.environ)
+    write_crl(init_pki(directory, passphrase=passphrase), passphrase=passphrase)
+    print(f"obmin: no PKI in {directory}: created a development PKI (CA {layout.ca_cert})")
+
+
 def _cmd_serve(args: argparse.Namespace) -> int:
+    if args.dev_pki is not None:
+        _ensure_dev_pki(args.dev_pki)
     settings = load_settings(args.config)
     _configure_logging(settings.log_level)
     asyncio.run(_serve(settings))
@@ -261,6 +277,12 @@ def _parser() -> argparse.ArgumentParser:
 
     serve = sub.add_parser("serve", help="run the gateway")
     serve.add_argument("-c", "--config", type=Path, default=DEFAULT_CONFIG)
+    serve.add_argument(
+        "--dev-pki",
+        type=Path,
+        metavar="DIR",
+        help="first start: create a development PKI in DIR unless it has one (the container)",
+    )
     serve.set_defaults(func=_cmd_serve)
 
     registry = sub.add_parser("registry", help="registry tools").add_subparsers(
@@ -336,7 +358,9 @@ def _parser() -> argparse.ArgumentParser:
 
     bench = sub.add_parser("bench", help="run a benchmark from the source tree")
     bench.add_argument("name", choices=sorted(BENCHMARKS))
-    bench.add_argument("args", nargs="*", help="arguments passed to the benchmark")
+    bench.add_argument(
+        "args", nargs=argparse.REMAINDER, help="arguments passed to the benchmark (--services N)"
+    )
     bench.set_defaults(func=_cmd_bench)
 
     demo = sub.add_parser("demo", help="send one signed request to a running gateway")
