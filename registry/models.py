@@ -92,12 +92,17 @@ def _client_id(value: object) -> ClientId:
         raise PydanticCustomError("identifier", "{reason}", {"reason": str(exc)}) from exc
 
 
+# Codes recur too (versions, subsystem codes, each service code in services and in access).
+_check_code = lru_cache(maxsize=1 << 18)(lambda text: check_part(text, "code"))
+
+
 def _part(value: object) -> str:
     text = _require_text(value, "a code")
     try:
-        return check_part(text, "code")
+        result: str = _check_code(text)
     except InvalidIdentifier as exc:
         raise PydanticCustomError("identifier", "{reason}", {"reason": str(exc)}) from exc
+    return result
 
 
 # scheme://host[:port][/path][?query]: no user info, no fragment, no whitespace or controls.
