@@ -229,7 +229,9 @@ class _Builder(Checker):
     def add_service(self, doc: YamlDocument, loc: Loc, service: ServiceModel) -> None:
         """Register a service of a registered provider, with its documents checked."""
         provider = service.provider
-        if not self.own(doc, (*loc, "provider"), provider, "provider"):
+        if provider.instance != self.instance and not self.own(
+            doc, (*loc, "provider"), provider, "provider"
+        ):
             return
         unknown = provider not in self.clients and not self.shadows.hides_client(provider)
         if unknown and self.complete:
@@ -318,7 +320,9 @@ class _Builder(Checker):
         """Grant a service code to clients, local and global groups, wholly or per endpoint."""
         self.rules += 1
         provider = rule.provider
-        if not self.own(doc, (*loc, "provider"), provider, "provider"):
+        if provider.instance != self.instance and not self.own(
+            doc, (*loc, "provider"), provider, "provider"
+        ):
             return
         key = (provider, rule.service)
         versions = self.by_code.get(key)
@@ -340,9 +344,13 @@ class _Builder(Checker):
                 )
                 return
             endpoints = tuple(compile_endpoint(e.method, e.path) for e in rule.endpoints)
+        clients, grant = self.clients, self.access.grant
         for index, client in enumerate(rule.clients):
-            if self.known_client(doc, (*loc, "clients", index), client, "client"):
-                self.access.grant(client, key, endpoints)
+            # A registered client is of this instance (checked when it was registered).
+            if client in clients or self.known_client(
+                doc, (*loc, "clients", index), client, "client"
+            ):
+                grant(client, key, endpoints)
         named: dict[GroupKind, tuple[str, ...]] = {"local": rule.groups}
         named["global"] = rule.global_groups
         for kind, codes in named.items():
