@@ -87,6 +87,19 @@ class ClientId:
     def __hash__(self) -> int:
         return self._hash
 
+    def __eq__(self, other: object) -> bool:
+        # As the dataclass's, field by field; the cached hashes rule most unequal pairs out.
+        if other.__class__ is not ClientId:
+            return NotImplemented
+        assert isinstance(other, ClientId)
+        return self is other or (
+            self._hash == other._hash
+            and self.member_code == other.member_code
+            and self.subsystem == other.subsystem
+            and self.member_class == other.member_class
+            and self.instance == other.instance
+        )
+
     def __reduce__(self) -> tuple[type[ClientId], tuple[str, str, str, str | None]]:
         # String hashes differ between processes: rebuild (and rehash) when unpickled.
         return ClientId, (self.instance, self.member_class, self.member_code, self.subsystem)
@@ -140,6 +153,17 @@ class ServiceId:
 
     def __hash__(self) -> int:
         return self._hash
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not ServiceId:
+            return NotImplemented
+        assert isinstance(other, ServiceId)
+        return self is other or (
+            self._hash == other._hash
+            and self.service_code == other.service_code
+            and self.service_version == other.service_version
+            and self.provider == other.provider
+        )
 
     def __reduce__(self) -> tuple[type[ServiceId], tuple[ClientId, str, str | None]]:
         return ServiceId, (self.provider, self.service_code, self.service_version)
