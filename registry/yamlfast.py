@@ -36,7 +36,6 @@ from registry.yamlfile import FIRST_CHARS, MAX_DEPTH, TEXT_TAGS, plain_scalar_ta
 __all__ = ["fast_values"]
 
 # The text is searched with "\n" in front, so that every token start follows a separator.
-_SEPARATOR = r"[\s\[{,]"
 # A number both parsers read alike is a plain decimal: an integer without a leading zero, or
 # one with a fraction. These find a scalar that starts like a number and is not one of those:
 # 012, 0o12, 1e3, -.5, +1, 1:30, 10.0.0.1, a "10:" key. A scalar starts after a line break,
@@ -49,12 +48,15 @@ _UNSAFE_NUMBERS = (
     re.compile(rf": +{_UNSAFE}"),
 )
 _UNSAFE_AFTER_KEY = re.compile(rf"[\"']:{_UNSAFE}")
-# Anchor, alias, tag or complex key at a token start, or after a JSON-like key ("a":*x).
-_PROPERTY = re.compile(rf"[&*!?](?<={_SEPARATOR}[&*!?])|[&*!](?<=[\"']:[&*!])")
+# Anchor (&), alias (*), tag (!) or complex key (?) at a token start, or (not ?) right after
+# a JSON-like key's colon ("a":*x). Such characters are rare; each one found is looked at.
 _PROPERTY_CHARS = "&*!?"
+_TOKEN_BEFORE = frozenset(" \t\r\n[{,")
 # Merge key, tab (indentation rules), backslash (escape rules), directive, document marker.
 _UNSURE_TEXT = ("<<", "\t", "\\", "\n%", "\n---", "\n...")
 _NON_PRINTABLE = yaml.reader.Reader.NON_PRINTABLE
+# The same for ASCII text (most registry files), as bytes to delete: what is left is refused.
+_PRINTABLE_ASCII = bytes([0x09, 0x0A, 0x0D, *range(0x20, 0x7F)])
 # Lines that are only a comment are not looked at: what they hold means nothing to either
 # parser (inside a block or quoted scalar such a line is text, where the constructs looked
 # for mean nothing either). Comments after a value are looked at: telling them from a "#" inside
@@ -116,14 +118,35 @@ def _checked(value: Any, depth: int) -> Any:
     return tuple(items)
 
 
+def _has_property(code: str) -> bool:
+    """An anchor, alias, tag or complex key could start at some ``&*!?`` in ``code``."""
+    for char in _PROPERTY_CHARS:
+        at = code.find(char)
+        while at != -1:
+            before = code[at - 1]  # code starts with "\n": never before the start
+            if before in _TOKEN_BEFORE or (
+                char != "?" and before == ":" and code[at - 2] in "\"'"
+            ):
+                return True
+            at = code.find(char, at + 1)
+    return False
+
+
+def _has_non_printable(text: str) -> bool:
+    """A character libyaml's reader refuses (it would report it with its line)."""
+    if text.isascii():
+        return bool(text.encode("ascii").translate(None, _PRINTABLE_ASCII))
+    return _NON_PRINTABLE.search(text) is not None
+
+
 def fast_values(text: str) -> dict[str, Any] | None:
     """The values of a registry file's text if the fast path is sure of them, else None."""
-    if _NON_PRINTABLE.search(text):
+    if _has_non_printable(text):
         return None
     code = "\n" + (_COMMENT_LINE.sub("", text) if "#" in text else text)
     if any(unsure in code for unsure in _UNSURE_TEXT):
         return None
-    if any(char in code for char in _PROPERTY_CHARS) and _PROPERTY.search(code):
+    if _has_property(code):
         return None
     if any(pattern.search(code) for pattern in _UNSAFE_NUMBERS):
         return None
