@@ -124,9 +124,7 @@ def _has_property(code: str) -> bool:
         at = code.find(char)
         while at != -1:
             before = code[at - 1]  # code starts with "\n": never before the start
-            if before in _TOKEN_BEFORE or (
-                char != "?" and before == ":" and code[at - 2] in "\"'"
-            ):
+            if before in _TOKEN_BEFORE or (char != "?" and before == ":" and code[at - 2] in "\"'"):
                 return True
             at = code.find(char, at + 1)
     return False
