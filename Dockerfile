@@ -1,5 +1,7 @@
-# obmin gateway image: slim, non-root, works with a read-only root filesystem.
-# State (audit log, PKI) lives under /var/lib/obmin, which must be a volume.
+# obmin gateway image: slim, non-root, works with a read-only root filesystem
+# (docker run --read-only --tmpfs /tmp -v obmin:/var/lib/obmin -p 8080:8080 -p 4000:4000 obmin).
+# Configuration is read-only under /etc/obmin; state (audit log, PKI) lives in the volume
+# /var/lib/obmin. The default start creates a development PKI there when none exists.
 FROM python:3.11-slim AS build
 WORKDIR /src
 COPY pyproject.toml README.md LICENSE ./
@@ -13,16 +15,15 @@ FROM python:3.11-slim
 RUN useradd --system --uid 10001 --home-dir /var/lib/obmin obmin \
     && mkdir -p /var/lib/obmin /etc/obmin && chown obmin /var/lib/obmin
 COPY --from=build /install /usr/local
-COPY config/example /etc/obmin/example
-ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 \
-    OBMIN_CLIENT__HOST=0.0.0.0 OBMIN_ADMIN__HOST=0.0.0.0 \
-    OBMIN_AUDIT__PATH=/var/lib/obmin/audit.db \
-    OBMIN_KEYS__SIGNING_CERTIFICATE=/var/lib/obmin/pki/gateway/sign.crt \
-    OBMIN_KEYS__SIGNING_KEY=/var/lib/obmin/pki/gateway/sign.key
+# The example registry, with the container's trust anchor and settings laid over it
+# (tests/gateway/test_container_start.py replays these COPY lines and the CMD).
+COPY config/example/registry /etc/obmin/registry
+COPY config/container/ /etc/obmin/
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
 USER obmin
 VOLUME ["/var/lib/obmin"]
 EXPOSE 8080 4000
-HEALTHCHECK --interval=15s --timeout=3s --retries=3 \
+HEALTHCHECK --interval=15s --timeout=3s --start-period=20s --retries=3 \
     CMD python -c "import urllib.request,sys; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:4000/healthz', timeout=2).status == 200 else 1)"
 ENTRYPOINT ["obmin"]
-CMD ["serve", "-c", "/etc/obmin/example/gateway.yaml"]
+CMD ["serve", "-c", "/etc/obmin/gateway.yaml", "--dev-pki", "/var/lib/obmin/pki"]

@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import logging
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -89,8 +90,38 @@ async def _serve(settings: Settings) -> None:
         await client.cleanup()
 
 
+def _ensure_dev_pki(directory: Path, settings: Settings) -> None:
+    """Create a development PKI in ``directory`` unless it has a CA already (first start).
+
+    Its keys are encrypted like every obmin key: under the passphrase the settings name. A
+    configured passphrase file that does not exist yet is created first with a random
+    passphrase (mode 0600), as ``make pki`` does for ``make run``.
+    """
+    from security import PkiLayout, init_pki
+    from security.pki_revoke import write_crl
+
+    layout = PkiLayout(directory)
+    if layout.ca_cert.exists():
+        return
+    secret_file = settings.keys.passphrase_file
+    if secret_file is not None and not secret_file.exists():
+        secret_file.parent.mkdir(parents=True, exist_ok=True)
+        with os.fdopen(os.open(secret_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as f:
+            f.write(secrets.token_urlsafe(32) + "\n")
+    passphrase = settings.keys.passphrase(os.environ)
+    if passphrase is None:
+        raise SettingsError(
+            "--dev-pki: the settings name no key passphrase (keys.passphrase_file or the"
+            f" variable {settings.keys.passphrase_env}); the PKI's keys are encrypted at rest"
+        )
+    write_crl(init_pki(directory, passphrase=passphrase), passphrase=passphrase)
+    print(f"obmin: no PKI in {directory}: created a development PKI (CA {layout.ca_cert})")
+
+
 def _cmd_serve(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
+    if args.dev_pki is not None:
+        _ensure_dev_pki(args.dev_pki, settings)
     _configure_logging(settings.log_level)
     asyncio.run(_serve(settings))
     return 0
@@ -311,6 +342,12 @@ def _parser() -> argparse.ArgumentParser:
 
     serve = sub.add_parser("serve", help="run the gateway")
     serve.add_argument("-c", "--config", type=Path, default=DEFAULT_CONFIG)
+    serve.add_argument(
+        "--dev-pki",
+        type=Path,
+        metavar="DIR",
+        help="first start: create a development PKI in DIR unless it has one (the container)",
+    )
     serve.set_defaults(func=_cmd_serve)
 
     registry = sub.add_parser("registry", help="registry tools").add_subparsers(
@@ -407,7 +444,9 @@ def _parser() -> argparse.ArgumentParser:
 
     bench = sub.add_parser("bench", help="run a benchmark from the source tree")
     bench.add_argument("name", choices=sorted(BENCHMARKS))
-    bench.add_argument("args", nargs="*", help="arguments passed to the benchmark")
+    bench.add_argument(
+        "args", nargs=argparse.REMAINDER, help="arguments passed to the benchmark (--services N)"
+    )
     bench.set_defaults(func=_cmd_bench)
 
     demo = sub.add_parser("demo", help="send one signed request to a running gateway")

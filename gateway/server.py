@@ -19,7 +19,6 @@ from aiohttp import web
 
 from gateway.audit import AuditStore, Checkpointer, open_audit_store
 from gateway.context import ExchangeEnv, GatewaySigner
-from gateway.errors import fault_for
 from gateway.metrics import GatewayMetrics
 from gateway.ratelimit import MemoryRateLimiter, RateLimiter, RedisRateLimiter
 from gateway.reload import watch_registry
@@ -31,7 +30,6 @@ from gateway.rest_exchange import (
 )
 from gateway.settings import RevocationSettings, Settings
 from gateway.soap.mime import ProtocolError
-from gateway.soap.render import render_fault
 from gateway.soap.xml import XmlLimits
 from gateway.soap_exchange import IncomingRequest, run_soap_exchange
 from gateway.spool import SpooledBody, TooLarge
@@ -175,17 +173,19 @@ def _peer_certificate(request: web.Request) -> bytes | None:
     return bytes(der) if der else None
 
 
-async def _read_body(request: web.Request, limit: int) -> bytes:
+async def _read_body(request: web.Request, limit: int) -> tuple[bytes, ProtocolError | None]:
+    """The request body, or what was read of it and the error when it is over ``limit``."""
+    too_large = ProtocolError(f"the request is larger than {limit} bytes", code="MessageTooLarge")
     if request.content_length is not None and request.content_length > limit:
-        raise ProtocolError(f"the request is larger than {limit} bytes", code="MessageTooLarge")
+        return b"", too_large
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.content.iter_chunked(64 * 1024):
         size += len(chunk)
         if size > limit:
-            raise ProtocolError(f"the request is larger than {limit} bytes", code="MessageTooLarge")
+            return b"".join(chunks), too_large
         chunks.append(chunk)
-    return b"".join(chunks)
+    return b"".join(chunks), None
 
 
 def _raw_headers(request: web.Request) -> tuple[tuple[str, str], ...]:
@@ -203,11 +203,9 @@ async def _handle_soap(request: web.Request) -> web.Response:
     env = state.env
     if env is None:  # shutting down
         raise web.HTTPServiceUnavailable()
-    try:
-        body = await _read_body(request, env.settings.limits.max_request_bytes)
-    except ProtocolError as exc:
-        fault = render_fault(fault_for(exc), "-", env.settings.fault_code_style)
-        return web.Response(body=fault, content_type="text/xml", charset="utf-8")
+    # An oversize body is refused by the pipeline, so that the refusal carries a request id
+    # and is audited like any other.
+    body, too_large = await _read_body(request, env.settings.limits.max_request_bytes)
     incoming = IncomingRequest(
         method=request.method,
         content_type=request.headers.get("Content-Type"),
@@ -217,7 +215,7 @@ async def _handle_soap(request: web.Request) -> web.Response:
         received_at=datetime.now(UTC),
         tls_client_cert=_peer_certificate(request),
     )
-    outgoing = await run_soap_exchange(env, incoming)
+    outgoing = await run_soap_exchange(env, incoming, too_large=too_large)
     response = web.Response(status=outgoing.status, body=outgoing.body)
     response.headers["Content-Type"] = outgoing.content_type
     return response

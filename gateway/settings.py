@@ -1,9 +1,13 @@
 """Gateway settings: a YAML file, overridable key by key from ``OBMIN_...`` variables.
 
 ``OBMIN_CLIENT__PORT=9080`` overrides ``client.port``: the variable name after ``OBMIN_`` is
-the key path with ``__`` between levels, case-insensitive. Relative paths in the file are
-relative to the file's directory, so a deployment directory can be moved as a whole; relative
-paths in variables are relative to the working directory.
+the key path with ``__`` between levels, case-insensitive. A key whose value is a list or a
+mapping (``admin_tokens``, a whole section such as ``limits``) takes JSON:
+``OBMIN_ADMIN_TOKENS='[{"name": "ops", "sha256": "...", "roles": ["admin"]}]'``; a list
+replaces the file's, a mapping is merged into the file's section. Relative paths
+in the file are relative to the file's directory, so a deployment directory can be moved as a
+whole; relative paths in variables are relative to the working directory. A wrong value from a
+variable is reported with the variable's name, not the file's.
 
 The override layer is hand-written (twenty lines) rather than taken from pydantic-settings,
 whose YAML source and nested-delimiter rules would be a second configuration system to learn
@@ -12,13 +16,16 @@ for one feature.
 
 from __future__ import annotations
 
+import json
 import os
+import types
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Union, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_core import ErrorDetails
 
 from gateway.errors import GatewayError
 from security.errors import PkiError
@@ -206,18 +213,117 @@ _PATH_KEYS = (
 )
 
 
-def _apply_env(data: dict[str, Any], environ: Mapping[str, str]) -> None:
+def _field_type(path: list[str]) -> object:
+    """The annotation of the setting at ``path`` (None when there is no such setting)."""
+    model: object = Settings
+    annotation: object = None
+    for key in path:
+        if not (isinstance(model, type) and issubclass(model, BaseModel)):
+            return None
+        field = model.model_fields.get(key)
+        if field is None:
+            return None
+        annotation = _without_none(field.annotation)
+        model = annotation
+    return annotation
+
+
+def _section_default(path: list[str]) -> dict[str, Any]:
+    """The default of the section at ``path`` as a mapping ({} when it has none)."""
+    model: type[BaseModel] = Settings
+    default: object = None
+    for key in path:
+        field = model.model_fields.get(key)
+        if field is None:
+            return {}
+        default = field.default
+        annotation = _without_none(field.annotation)
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return {}
+        model = annotation
+    return default.model_dump(exclude_unset=True) if isinstance(default, BaseModel) else {}
+
+
+def _without_none(annotation: object) -> object:
+    if get_origin(annotation) in (Union, types.UnionType):
+        args = [arg for arg in get_args(annotation) if arg is not type(None)]
+        return args[0] if len(args) == 1 else annotation
+    return annotation
+
+
+def _takes_json(annotation: object) -> bool:
+    """Lists, tuples, mappings and sections are given as JSON in a variable."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return True
+    return get_origin(annotation) in (tuple, list, dict, frozenset, set)
+
+
+def _apply_env(data: dict[str, Any], environ: Mapping[str, str]) -> dict[tuple[str, ...], str]:
+    """Apply the ``OBMIN_`` variables to ``data``; return which variable set which key path."""
+    origins: dict[tuple[str, ...], str] = {}
     for name, value in sorted(environ.items()):
         if not name.upper().startswith(ENV_PREFIX) or name.upper() in NOT_SETTINGS:
             continue
         path = [p.lower() for p in name[len(ENV_PREFIX) :].split("__")]
         node = data
-        for key in path[:-1]:
-            child = node.setdefault(key, {})
+        for depth, key in enumerate(path[:-1]):
+            # A section the file leaves out starts from its defaults (client.port is 8080);
+            # what is missing from a section a variable opened is that variable's to give.
+            if key not in node:
+                node[key] = _section_default(path[: depth + 1])
+                origins.setdefault(tuple(path[: depth + 1]), name)
+            child = node[key]
             if not isinstance(child, dict):
                 raise SettingsError(f"{name}: {'.'.join(path)} is not a section")
             node = child
-        node[path[-1]] = value
+        parsed: object = value
+        if _takes_json(_field_type(path)):
+            try:
+                parsed = json.loads(value)
+            except json.JSONDecodeError as exc:
+                raise SettingsError(
+                    f"{name}: {'.'.join(path)} takes a JSON list or mapping here; "
+                    f"not valid JSON: {exc.msg} at character {exc.pos + 1}"
+                ) from exc
+        current = node.get(path[-1])
+        if isinstance(parsed, dict) and isinstance(current, dict):
+            # A section given as JSON is merged into the file's: it names what it changes.
+            node[path[-1]] = {**current, **parsed}
+            origins.update({(*path, str(key)): name for key in parsed})
+        else:
+            node[path[-1]] = parsed
+            origins[tuple(path)] = name
+    return origins
+
+
+def _origin(loc: tuple[str | int, ...], origins: Mapping[tuple[str, ...], str]) -> str | None:
+    """The variable that set the key at ``loc`` or one of its parents, if any did."""
+    for length in range(len(loc), 0, -1):
+        name = origins.get(tuple(str(part) for part in loc[:length]))
+        if name is not None:
+            return name
+    return None
+
+
+def _describe(
+    file: Path, errors: list[ErrorDetails], origins: Mapping[tuple[str, ...], str]
+) -> str:
+    """One message for all validation errors: the file's, then each variable's by name."""
+    from_file: list[str] = []
+    from_env: list[str] = []
+    for err in errors:
+        key = ".".join(str(p) for p in err["loc"]) or "(top)"
+        variable = _origin(tuple(err["loc"]), origins)
+        if variable is None:
+            from_file.append(f"{key}: {err['msg']}")
+        else:
+            from_env.append(f"environment variable {variable} ({key}): {err['msg']}")
+    parts = []
+    if from_file:
+        parts.append(f"{file}: invalid settings: {'; '.join(from_file)}")
+    if from_env:
+        parts.append(f"invalid settings: {'; '.join(from_env)}")
+    return "; ".join(parts)
 
 
 def _resolve_paths(data: dict[str, Any], base: Path) -> None:
@@ -243,12 +349,8 @@ def load_settings(file: Path, environ: Mapping[str, str] | None = None) -> Setti
     if not isinstance(raw, dict):
         raise SettingsError(f"{file}: the settings file must be a mapping of keys")
     _resolve_paths(raw, file.parent.resolve())  # paths in the file: relative to the file
-    _apply_env(raw, environ)  # paths in variables: relative to the working directory
+    origins = _apply_env(raw, environ)  # paths in variables: relative to the working directory
     try:
         return Settings.model_validate(raw)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or '(top)'}: {err['msg']}"
-            for err in exc.errors()
-        )
-        raise SettingsError(f"{file}: invalid settings: {problems}") from exc
+        raise SettingsError(_describe(file, exc.errors(), origins)) from exc

@@ -408,8 +408,14 @@ def _count(env: ExchangeEnv, exchange: _Exchange, outcome: str, started: float) 
     )
 
 
-async def run_soap_exchange(env: ExchangeEnv, incoming: IncomingRequest) -> OutgoingResponse:
-    """Run one SOAP exchange through stages 1-9 and return what the client gets."""
+async def run_soap_exchange(
+    env: ExchangeEnv, incoming: IncomingRequest, *, too_large: ProtocolError | None = None
+) -> OutgoingResponse:
+    """Run one SOAP exchange through stages 1-9 and return what the client gets.
+
+    ``too_large`` is the error met while the request body was read (``incoming.body`` then
+    holds what was read before the limit): the exchange is refused and audited at stage 1.
+    """
     started = time.perf_counter()
     exchange = _Exchange(request_id=str(uuid.uuid4()), incoming=incoming)
     bound = log.bind(request_id=exchange.request_id, peer=incoming.peer)
@@ -418,6 +424,8 @@ async def run_soap_exchange(env: ExchangeEnv, incoming: IncomingRequest) -> Outg
     laps = _Laps(env)
     request_logged = False
     try:
+        if too_large is not None:
+            raise too_large  # noqa: TRY301 - refused here so that the refusal is audited
         exchange.parsed = await _cpu(  # 1
             size, parse_request, incoming, env.limits, env.settings.limits.max_attachments
         )

@@ -92,6 +92,9 @@ class AccessIndex:
         return keys
 
 
+_WHOLE = Grant(True)
+
+
 class AccessIndexBuilder:
     """Collects grants while the registry is loaded; `build` freezes them."""
 
@@ -121,7 +124,8 @@ class AccessIndexBuilder:
         keys_of_group: dict[GroupRef, list[ServiceKey]] = {}
         for full, whole in self._whole.items():
             subject, provider, code = full
-            grant = Grant(whole, () if whole else tuple(self._endpoints.get(full, ())))
+            # Grants are immutable: every whole-service grant can be the same object.
+            grant = _WHOLE if whole else Grant(False, tuple(self._endpoints.get(full, ())))
             if isinstance(subject, ClientId):
                 by_client[(subject, provider, code)] = grant
                 keys_of_client.setdefault(subject, []).append((provider, code))

@@ -54,6 +54,11 @@ _GROUP_WORDS: dict[GroupKind, tuple[str, str]] = {
 }
 
 
+_ServiceFiles = tuple[Path | None, Path | None, tuple[Path, ...], Path | None, Path | None]
+"""A service's WSDL, OpenAPI document, TLS CA certificates, client certificate and key."""
+_NO_FILES: _ServiceFiles = (None, None, (), None, None)
+
+
 class _Builder(Checker):
     """One pass over the parsed files; collects problems and the snapshot's indexes."""
 
@@ -126,7 +131,7 @@ class _Builder(Checker):
     def add_member(self, doc: YamlDocument, loc: Loc, member: MemberModel) -> None:
         """Register a member as a client, and each of its subsystems."""
         mid = member.id
-        if not self.own(doc, (*loc, "id"), mid.instance, f"member {mid}"):
+        if not self.own(doc, (*loc, "id"), mid, "member"):
             return
         client = ClientId(mid.instance, mid.member_class, mid.member_code)
         if client in self.clients:
@@ -275,7 +280,9 @@ class _Builder(Checker):
     def add_service(self, doc: YamlDocument, loc: Loc, service: ServiceModel) -> None:
         """Register a service of a registered provider, with its documents checked."""
         provider = service.provider
-        if not self.own(doc, (*loc, "provider"), provider.instance, f"provider {provider}"):
+        if provider.instance != self.instance and not self.own(
+            doc, (*loc, "provider"), provider, "provider"
+        ):
             return
         unknown = provider not in self.clients and not self.shadows.hides_client(provider)
         if unknown and self.complete:
@@ -289,7 +296,13 @@ class _Builder(Checker):
             where = self.where(self.service_origin[sid])
             self.report(doc, loc, f"duplicate service {sid} (first defined at {where})")
             return
-        paths = self.service_files(doc, loc, service)
+        if service.wsdl is None and service.openapi is None and service.tls is None:
+            if service.type == "openapi":  # needs a document: service_files reports it
+                self.service_files(doc, loc, service)
+                return
+            paths: _ServiceFiles | None = _NO_FILES
+        else:
+            paths = self.service_files(doc, loc, service)
         if paths is None:
             return
         wsdl, openapi, tls_cas, tls_cert, tls_key = paths
@@ -318,7 +331,7 @@ class _Builder(Checker):
 
     def service_files(
         self, doc: YamlDocument, loc: Loc, service: ServiceModel
-    ) -> tuple[Path | None, Path | None, tuple[Path, ...], Path | None, Path | None] | None:
+    ) -> _ServiceFiles | None:
         """The WSDL, OpenAPI and TLS files of a service, checked; None if any is wrong."""
         before = len(self.problems)
         wsdl = openapi = cert = key = None
@@ -358,7 +371,9 @@ class _Builder(Checker):
         """Grant a service code to clients, local and global groups, wholly or per endpoint."""
         self.rules += 1
         provider = rule.provider
-        if not self.own(doc, (*loc, "provider"), provider.instance, f"provider {provider}"):
+        if provider.instance != self.instance and not self.own(
+            doc, (*loc, "provider"), provider, "provider"
+        ):
             return
         key = (provider, rule.service)
         versions = self.by_code.get(key)
@@ -380,9 +395,13 @@ class _Builder(Checker):
                 )
                 return
             endpoints = tuple(compile_endpoint(e.method, e.path) for e in rule.endpoints)
+        clients, grant = self.clients, self.access.grant
         for index, client in enumerate(rule.clients):
-            if self.known_client(doc, (*loc, "clients", index), client, "client"):
-                self.access.grant(client, key, endpoints)
+            # A registered client is of this instance (checked when it was registered).
+            if client in clients or self.known_client(
+                doc, (*loc, "clients", index), client, "client"
+            ):
+                grant(client, key, endpoints)
         named: dict[GroupKind, tuple[str, ...]] = {"local": rule.groups}
         named["global"] = rule.global_groups
         for kind, codes in named.items():

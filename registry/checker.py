@@ -140,16 +140,17 @@ class Checker:
         line = doc.line_of(loc)
         return doc.path.name if line is None else f"{doc.path.name}:{line}"
 
-    def own(self, doc: YamlDocument, loc: Loc, instance: str, what: str) -> bool:
-        """Is an identifier of this registry's instance? Reports it when not."""
-        if self.instance is None or instance == self.instance:
+    def own(self, doc: YamlDocument, loc: Loc, ident: MemberId | ClientId, noun: str) -> bool:
+        """Is an identifier of this registry's instance? Reports it (``noun ident``) when not."""
+        if self.instance is None or ident.instance == self.instance:
             return True
-        self.report(doc, loc, f"{what} belongs to instance {instance}, not {self.instance}")
+        what = f"{noun} {ident}"  # only now: formatting every identifier costs at 100,000
+        self.report(doc, loc, f"{what} belongs to instance {ident.instance}, not {self.instance}")
         return False
 
     def known_client(self, doc: YamlDocument, loc: Loc, client: ClientId, what: str) -> bool:
         """Is a referenced client registered? Reports it when not (and not shadowed)."""
-        if not self.own(doc, loc, client.instance, f"{what} {client}"):
+        if not self.own(doc, loc, client, what):
             return False
         if client in self.clients:
             return True

@@ -8,7 +8,7 @@ compares values, never strings.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 from registry.errors import InvalidIdentifier
@@ -72,6 +72,8 @@ class ClientId:
     member_class: str
     member_code: str
     subsystem: str | None = None
+    # Identifiers key every registry index and are hashed on each lookup: hash once.
+    _hash: int = field(default=0, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         check_part(self.instance, "xRoadInstance")
@@ -79,6 +81,28 @@ class ClientId:
         check_part(self.member_code, "memberCode")
         if self.subsystem is not None:
             check_part(self.subsystem, "subsystemCode")
+        parts = (self.instance, self.member_class, self.member_code, self.subsystem)
+        object.__setattr__(self, "_hash", hash(parts))
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __eq__(self, other: object) -> bool:
+        # As the dataclass's, field by field; the cached hashes rule most unequal pairs out.
+        if other.__class__ is not ClientId:
+            return NotImplemented
+        assert isinstance(other, ClientId)
+        return self is other or (
+            self._hash == other._hash
+            and self.member_code == other.member_code
+            and self.subsystem == other.subsystem
+            and self.member_class == other.member_class
+            and self.instance == other.instance
+        )
+
+    def __reduce__(self) -> tuple[type[ClientId], tuple[str, str, str, str | None]]:
+        # String hashes differ between processes: rebuild (and rehash) when unpickled.
+        return ClientId, (self.instance, self.member_class, self.member_code, self.subsystem)
 
     @property
     def object_type(self) -> str:
@@ -116,6 +140,7 @@ class ServiceId:
     provider: ClientId
     service_code: str
     service_version: str | None = None
+    _hash: int = field(default=0, init=False, repr=False, compare=False)
 
     object_type: ClassVar[str] = "SERVICE"
 
@@ -123,6 +148,25 @@ class ServiceId:
         check_part(self.service_code, "serviceCode")
         if self.service_version is not None:
             check_part(self.service_version, "serviceVersion")
+        parts = (self.provider, self.service_code, self.service_version)
+        object.__setattr__(self, "_hash", hash(parts))
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not ServiceId:
+            return NotImplemented
+        assert isinstance(other, ServiceId)
+        return self is other or (
+            self._hash == other._hash
+            and self.service_code == other.service_code
+            and self.service_version == other.service_version
+            and self.provider == other.provider
+        )
+
+    def __reduce__(self) -> tuple[type[ServiceId], tuple[ClientId, str, str | None]]:
+        return ServiceId, (self.provider, self.service_code, self.service_version)
 
     @property
     def unversioned(self) -> ServiceId:

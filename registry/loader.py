@@ -32,6 +32,7 @@ from registry.models import (
     TrustAnchorModel,
 )
 from registry.snapshot import Registry
+from registry.yamlfast import fast_values
 from registry.yamlfile import Loc, Problem, YamlDocument, format_loc, paused_gc, read_yaml
 
 __all__ = ["load_registry", "registry_files"]
@@ -71,12 +72,19 @@ _BOUNDS = {
 }
 
 
-def load_registry(directory: Path) -> Registry:
+def load_registry(directory: Path, *, fast_yaml: bool = True) -> Registry:
     """Load and validate the registry in ``directory``; raise `RegistryInvalid` listing all
-    problems when anything is wrong."""
+    problems when anything is wrong.
+
+    ``fast_yaml`` lets `registry.yamlfast` read the files it is sure of (the result is the
+    same; ``False`` is for measuring the exact path alone)."""
     directory = Path(directory)
     with paused_gc():
-        registry, issues = _load(directory)
+        registry, issues, fast = _load(directory, fast=fast_yaml)
+        if registry is None and fast:
+            # Something is wrong: read every file again the exact way, so that each problem
+            # is reported from exactly what libyaml and YAML 1.1 make of the file.
+            registry, issues, _ = _load(directory, fast=False)
     if registry is None:
         raise RegistryInvalid(directory, issues)
     return registry
@@ -113,15 +121,20 @@ def _registry_files(directory: Path) -> tuple[list[Path], str | None]:
     return files, None
 
 
-def _load(directory: Path) -> tuple[Registry | None, tuple[RegistryIssue, ...]]:
+def _load(
+    directory: Path, *, fast: bool
+) -> tuple[Registry | None, tuple[RegistryIssue, ...], bool]:
+    """The registry or its problems, and whether any file was read by the fast path."""
     files, problem = _registry_files(directory)
     if problem is not None:
-        return None, (RegistryIssue(directory, None, "", problem),)
+        return None, (RegistryIssue(directory, None, "", problem),), False
     reported: list[Reported] = []
     parsed: list[ParsedFile] = []
     complete = True
+    any_fast = False
     for path in files:
-        doc = read_yaml(path)
+        doc = read_yaml(path, fast=fast_values if fast else None)
+        any_fast = any_fast or doc.fast
         reported.extend((doc, problem) for problem in doc.problems)
         if doc.data is None:
             complete = False
@@ -130,8 +143,8 @@ def _load(directory: Path) -> tuple[Registry | None, tuple[RegistryIssue, ...]]:
     registry, problems = build_registry(directory, parsed, complete)
     reported.extend(problems)
     if not reported and registry is not None:
-        return registry, ()
-    return None, _issues(directory, reported)
+        return registry, (), any_fast
+    return None, _issues(directory, reported), any_fast
 
 
 def _validate(doc: YamlDocument, reported: list[Reported]) -> ParsedFile:

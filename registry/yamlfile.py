@@ -20,6 +20,7 @@ import hashlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -39,22 +40,33 @@ from yaml.events import (
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from yaml.resolver import Resolver
 
-__all__ = ["Loc", "Problem", "YamlDocument", "format_loc", "paused_gc", "read_yaml"]
+__all__ = [
+    "FIRST_CHARS",
+    "MAX_DEPTH",
+    "TEXT_TAGS",
+    "Loc",
+    "Problem",
+    "YamlDocument",
+    "format_loc",
+    "paused_gc",
+    "plain_scalar_tag",
+    "read_yaml",
+]
 
 Loc = tuple[str | int, ...]
 
 # libyaml's parser when PyYAML was built with it (the wheels are), else the pure-Python one.
 # Both are the *safe* loaders: no Python object construction is possible through them.
 _Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-_MAX_DEPTH = 32
+MAX_DEPTH = 32
 _TAG = "tag:yaml.org,2002:"
 _STR, _NULL, _BOOL, _INT, _FLOAT = (_TAG + t for t in ("str", "null", "bool", "int", "float"))
 _TIMESTAMP, _SEQ, _MAP = _TAG + "timestamp", _TAG + "seq", _TAG + "map"
 _MERGE_TAG = _TAG + "merge"
 # A date-looking value stays text (no registry key is a date); "=" and the like too.
-_TEXT_TAGS = frozenset({_STR, _TIMESTAMP, _TAG + "value", _TAG + "yaml"})
+TEXT_TAGS = frozenset({_STR, _TIMESTAMP, _TAG + "value", _TAG + "yaml"})
 _IMPLICIT: dict[Any, list[tuple[str, Any]]] = Resolver.yaml_implicit_resolvers
-_FIRST_CHARS = frozenset(key for key in _IMPLICIT if key)
+FIRST_CHARS = frozenset(key for key in _IMPLICIT if key)
 _SCALAR_CONSTRUCTORS: dict[str, Any] = {
     _BOOL: SafeConstructor.construct_yaml_bool,
     _INT: SafeConstructor.construct_yaml_int,
@@ -107,16 +119,24 @@ class YamlDocument:
     `data` is None when the file could not be read as YAML at all.
     """
 
-    __slots__ = ("_root", "_text", "data", "path", "problems", "sha256")
+    __slots__ = ("_root", "_text", "data", "fast", "path", "problems", "sha256")
 
     def __init__(
-        self, path: Path, text: str, sha256: str, data: object, problems: list[Problem]
+        self,
+        path: Path,
+        text: str,
+        sha256: str,
+        data: object,
+        problems: list[Problem],
+        *,
+        fast: bool = False,
     ) -> None:
         self.path = path
         self._text = text
         self.sha256 = sha256
         self.data = data
         self.problems = problems
+        self.fast = fast  # read by registry.yamlfast rather than the exact event path
         self._root: Node | None = None
 
     def line_of(self, loc: Loc) -> int | None:
@@ -149,8 +169,15 @@ class YamlDocument:
         return line
 
 
-def read_yaml(path: Path) -> YamlDocument:
-    """Read and convert one YAML file; problems are collected on the document, never raised."""
+def read_yaml(
+    path: Path, *, fast: Callable[[str], dict[str, Any] | None] | None = None
+) -> YamlDocument:
+    """Read and convert one YAML file; problems are collected on the document, never raised.
+
+    ``fast`` (`registry.yamlfast.fast_values`) is tried first when given; it declines (None),
+    and the file is read the exact way, whenever its result could differ from the exact one.
+    `YamlDocument.fast` says which way was taken.
+    """
     try:
         raw = path.read_bytes()
     except OSError as exc:
@@ -163,6 +190,10 @@ def read_yaml(path: Path) -> YamlDocument:
         line = raw[: exc.start].count(b"\n") + 1
         problem = Problem((), f"not UTF-8 text (byte 0x{raw[exc.start]:02x})", line)
         return YamlDocument(path, "", sha256, None, [problem])
+    if fast is not None:
+        values = fast(text)
+        if values is not None:
+            return YamlDocument(path, text, sha256, values, [], fast=True)
     builder = _Builder()
     try:
         data = builder.build(text)
@@ -245,35 +276,45 @@ class _Builder:
         documents = 0
         stack = self._stack
         put = self._put
-        first_chars = _FIRST_CHARS
+        first_chars = FIRST_CHARS
+        resolved = self._resolved
+        text_tags = TEXT_TAGS
         try:
             while (event := get_event()) is not None:
                 kind = type(event)
                 if kind is ScalarEvent:
                     assert isinstance(event, ScalarEvent)
-                    value = event.value
-                    # Fast path (most scalars): untagged text into a mapping.
-                    if (
-                        stack
-                        and event.tag is None
-                        and (not event.implicit[0] or (value and value[0] not in first_chars))
-                    ):
+                    # Fast path (most scalars): untagged text, or a plain scalar whose tag is
+                    # already known to be text or a plain decimal, into an open collection.
+                    # Anything else, and every problem, takes the full path (`_scalar`).
+                    value: object = event.value
+                    if stack and event.tag is None:
+                        raw: str = event.value
+                        if event.implicit[0] and not (raw and raw[0] not in first_chars):
+                            tag = resolved.get(raw)  # a plain scalar that may not be text
+                            if tag == _INT and raw.isdigit() and raw.isascii() and raw[0] != "0":
+                                value = int(raw)
+                            elif tag not in text_tags:
+                                put(self._scalar(event), event)
+                                continue
                         frame = stack[-1]
-                        if frame.is_map:
-                            if not frame.expect_key:
-                                if frame.key is not None:
-                                    frame.mapping[frame.key] = value
-                                frame.expect_key = True
-                                continue
-                            if value not in frame.mapping:
-                                frame.key = value
-                                frame.expect_key = False
-                                continue
+                        if not frame.is_map:
+                            frame.items.append(value)
+                            continue
+                        if not frame.expect_key:
+                            if frame.key is not None:
+                                frame.mapping[frame.key] = value
+                            frame.expect_key = True
+                            continue
+                        if value is raw and raw not in frame.mapping:
+                            frame.key = raw
+                            frame.expect_key = False
+                            continue
                     put(self._scalar(event), event)
                 elif kind is MappingStartEvent or kind is SequenceStartEvent:
                     assert isinstance(event, CollectionStartEvent)
-                    if len(stack) >= _MAX_DEPTH:
-                        self._problem(f"nested deeper than {_MAX_DEPTH} levels", event)
+                    if len(stack) >= MAX_DEPTH:
+                        self._problem(f"nested deeper than {MAX_DEPTH} levels", event)
                         return None
                     is_map = kind is MappingStartEvent
                     if event.tag not in (None, "!", _MAP if is_map else _SEQ):
@@ -339,14 +380,14 @@ class _Builder:
         if tag is None:
             if not event.implicit[0]:  # quoted
                 return value
-            if value and value[0] not in _FIRST_CHARS:  # the common case: plain text
+            if value and value[0] not in FIRST_CHARS:  # the common case: plain text
                 return value
             tag = self._resolved.get(value)
             if tag is None:
                 tag = self._resolve(value)
         elif tag == "!":
             return value
-        if tag in _TEXT_TAGS:
+        if tag in TEXT_TAGS:
             return value
         if tag == _MERGE_TAG:
             frame = self._stack[-1] if self._stack else None
@@ -366,9 +407,21 @@ class _Builder:
         return None
 
     def _resolve(self, value: str) -> str:
-        """The tag YAML 1.1 gives a plain scalar (PyYAML's safe resolver's rules)."""
-        resolvers = _IMPLICIT.get(value[0] if value else "", []) + _IMPLICIT.get(None, [])
-        tag = next((tag for tag, regex in resolvers if regex.match(value)), _STR)
+        """The tag YAML 1.1 gives a plain scalar, remembered for the rest of the file."""
+        tag = plain_scalar_tag(value)
         if len(self._resolved) < 4096:
             self._resolved[value] = tag
         return tag
+
+
+@lru_cache(maxsize=4096)
+def _resolve_plain(value: str) -> str:
+    resolvers = _IMPLICIT.get(value[0] if value else "", []) + _IMPLICIT.get(None, [])
+    return next((tag for tag, regex in resolvers if regex.match(value)), _STR)
+
+
+def plain_scalar_tag(value: str) -> str:
+    """The tag YAML 1.1 gives ``value`` written as a plain scalar (PyYAML's safe resolver)."""
+    if value and value[0] not in FIRST_CHARS:
+        return _STR  # the common case: no implicit resolver starts with this character
+    return _resolve_plain(value)

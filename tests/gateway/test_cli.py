@@ -52,3 +52,14 @@ def test_wrong_settings_stop_with_the_key(
     config.write_text("registry_dir: nowhere\nkeys: {signing_certificate: a, signing_key: b}\n")
     assert main(["serve", "-c", str(config)]) == 1
     assert "registry_dir" in capsys.readouterr().err
+
+
+def test_bench_passes_its_options_to_the_benchmark(
+    capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `obmin bench NAME --option N` used to be refused by argparse ("unrecognized arguments").
+    monkeypatch.chdir(REPO)  # benchmarks run from a source checkout
+    code = main(["bench", "registry-load", "--services", "40", "--providers", "4"])
+    out = capfd.readouterr().out
+    assert code == 0, out
+    assert "40 services" in out

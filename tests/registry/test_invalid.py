@@ -235,6 +235,16 @@ CASES = [
         id="openapi-without-document",
     ),
     pytest.param(
+        {"x.yaml": service("    openapi: openapi/none.yaml\n", kind="openapi")},
+        ["DIR/x.yaml:6: services[0].openapi: file not found: DIR/openapi/none.yaml"],
+        id="openapi-missing",
+    ),
+    pytest.param(
+        {"x.yaml": service("    openapi: docs/petstore.json\n", kind="rest")},
+        ["DIR/x.yaml:6: services[0].openapi: file not found: DIR/docs/petstore.json"],
+        id="openapi-missing-rest",
+    ),
+    pytest.param(
         {"x.yaml": "members:\n  - id: SEVDEIR-TEST/GOV/12345678\n    name: again\n"},
         [
             "DIR/x.yaml:2: members[0].id: duplicate member SEVDEIR-TEST/GOV/12345678 "
