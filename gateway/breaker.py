@@ -15,18 +15,31 @@ reload that moves a service to a new URL starts it with a fresh breaker.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from enum import Enum
 from typing import Final
 
 from gateway.errors import GatewayError
+from registry import ServiceEntry
 
-__all__ = ["BreakerBoard", "BreakerPolicy", "BreakerState", "CircuitBreaker", "CircuitOpen"]
+__all__ = [
+    "TRANSPORT_FAILURES",
+    "BreakerBoard",
+    "BreakerPolicy",
+    "BreakerState",
+    "CircuitBreaker",
+    "CircuitOpen",
+]
 
 _MAX_BREAKERS: Final = 100_000  # one per registered service at most; the oldest unused go
+# Failures that say the provider is unreachable; any answer, even a refused one, is a success.
+TRANSPORT_FAILURES: Final = frozenset(
+    {"ServiceFailed.NetworkError", "ServiceFailed.Timeout", "ServiceFailed.SslAuthenticationFailed"}
+)
 
 
 class CircuitOpen(GatewayError):
@@ -107,6 +120,27 @@ class CircuitBreaker:
             self._opened_at = self._clock()
             self._probing = False
 
+    @contextlib.contextmanager
+    def guard(self, service: str) -> Iterator[None]:
+        """Admit one call (or raise `CircuitOpen`) and record how it ended.
+
+        A `GatewayError` with a code of `TRANSPORT_FAILURES` is a failure, any other of ours
+        means the provider answered; anything else (a cancel) gives the probe slot back.
+        """
+        self.before_call(service)
+        try:
+            yield
+        except GatewayError as exc:
+            if exc.code in TRANSPORT_FAILURES:
+                self.failed()
+            else:
+                self.succeeded()
+            raise
+        except BaseException:
+            self.abandoned()
+            raise
+        self.succeeded()
+
     def abandoned(self) -> None:
         """An admitted call ended without a verdict on the provider (the client went away,
         the gateway refused the answer): a probe slot is given back."""
@@ -131,6 +165,11 @@ class BreakerBoard:
         else:
             self._breakers.move_to_end(key)
         return found
+
+    def for_service(self, service: ServiceEntry) -> CircuitBreaker:
+        """The breaker of a registered service, under the policy its registry entry sets."""
+        policy = BreakerPolicy(service.breaker_failures, service.breaker_cooldown)
+        return self.breaker(str(service.id), service.url, policy)
 
     def __len__(self) -> int:
         return len(self._breakers)

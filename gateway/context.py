@@ -14,6 +14,7 @@ import aiohttp
 from cryptography.x509 import Certificate
 
 from gateway.audit import AuditStore
+from gateway.breaker import BreakerBoard
 from gateway.metrics import GatewayMetrics
 from gateway.ratelimit import RateLimiter
 from gateway.settings import Settings
@@ -52,3 +53,5 @@ class ExchangeEnv:
     rate_limiter: RateLimiter
     # Decrypts provider TLS client keys (keys.passphrase_*); kept out of repr and logs.
     key_passphrase: bytes | None = field(default=None, repr=False)
+    # Per-service circuit breakers; a reload's new environment keeps the same board.
+    breakers: BreakerBoard = field(default_factory=BreakerBoard)

@@ -368,52 +368,70 @@ async def forward(
     timeout = aiohttp.ClientTimeout(
         total=service.total_timeout, sock_connect=service.connect_timeout
     )
-    data = incoming.body.chunks() if incoming.body.size else None
-    reply = SpooledBody(
-        limit=env.settings.limits.max_response_bytes, too_large_code="ServiceFailed.MessageTooLarge"
-    )
-    try:
-        async with env.session.request(
-            incoming.method,
-            url,
-            headers=headers,
-            data=data,
-            timeout=timeout,
-            allow_redirects=False,
-            ssl=provider_ssl(service, env.key_passphrase),
-            # Only what the client sent: no User-Agent (SPEC 3.2), Accept or Accept-Encoding
-            # of aiohttp's own, no Content-Type the client did not declare.
-            skip_auto_headers=_NOT_AUTOMATIC,
-        ) as response:
-            await reply.fill(response.content.iter_chunked(64 * 1024))
-            return response.status, list(response.headers.items()), reply
-    except TooLarge:
-        reply.close()
-        raise
-    except TimeoutError as exc:
-        reply.close()
-        raise RestError(
-            f"the provider did not answer within {service.total_timeout:g} s",
-            code="ServiceFailed.Timeout",
-        ) from exc
-    except aiohttp.ClientSSLError as exc:
-        reply.close()
-        raise RestError(
-            "the TLS connection to the provider failed (certificate not trusted or refused)",
-            code="ServiceFailed.SslAuthenticationFailed",
-        ) from exc
-    except aiohttp.ClientError as exc:
-        reply.close()
-        if is_tls_failure(exc):
+    retry = service.retry_idempotent and incoming.method in IDEMPOTENT_METHODS
+    for attempt in (1, 2):
+        reply = SpooledBody(
+            limit=env.settings.limits.max_response_bytes,
+            too_large_code="ServiceFailed.MessageTooLarge",
+        )
+        try:
+            async with env.session.request(
+                incoming.method,
+                url,
+                headers=headers,
+                data=incoming.body.chunks() if incoming.body.size else None,
+                timeout=timeout,
+                allow_redirects=False,
+                ssl=provider_ssl(service, env.key_passphrase),
+                # Only what the client sent: no User-Agent (SPEC 3.2), Accept or
+                # Accept-Encoding of aiohttp's own, no Content-Type the client did not declare.
+                skip_auto_headers=_NOT_AUTOMATIC,
+            ) as response:
+                await reply.fill(response.content.iter_chunked(64 * 1024))
+                return response.status, list(response.headers.items()), reply
+        except TooLarge:
+            reply.close()
+            raise
+        except TimeoutError as exc:
+            reply.close()
+            raise RestError(
+                f"the provider did not answer within {service.total_timeout:g} s",
+                code="ServiceFailed.Timeout",
+            ) from exc
+        except aiohttp.ClientSSLError as exc:
+            reply.close()
             raise RestError(
                 "the TLS connection to the provider failed (certificate not trusted or refused)",
                 code="ServiceFailed.SslAuthenticationFailed",
             ) from exc
-        raise RestError(
-            "the provider could not be reached or broke the connection",
-            code="ServiceFailed.NetworkError",
-        ) from exc
+        except aiohttp.ClientError as exc:
+            reply.close()
+            if is_tls_failure(exc):
+                raise RestError(
+                    "the TLS connection to the provider failed (certificate not trusted or"
+                    " refused)",
+                    code="ServiceFailed.SslAuthenticationFailed",
+                ) from exc
+            broken = isinstance(exc, _BROKEN) and not isinstance(exc, aiohttp.ClientConnectorError)
+            if retry and attempt == 1 and broken:
+                log.info(
+                    "provider connection broke; retrying the idempotent call once",
+                    request_id=request_id,
+                    service=str(service.id),
+                    reason=str(exc),
+                )
+                continue
+            raise RestError(
+                "the provider could not be reached or broke the connection",
+                code="ServiceFailed.NetworkError",
+            ) from exc
+    raise AssertionError("unreachable: the second attempt returns or raises")  # pragma: no cover
 
+
+# RFC 9110 9.2.2; POST and PATCH are never retried.
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+# A connection that broke once the request was sent (the provider may have acted on it).
+_BROKEN = (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError, aiohttp.ClientPayloadError)
 
 _NOT_AUTOMATIC = ("User-Agent", "Accept", "Accept-Encoding", "Content-Type")
 
@@ -521,9 +539,11 @@ async def run_rest_exchange(
         if exchange.service is None or exchange.path is None:
             status, provider_headers, reply = await _answer_meta(env, head)
         else:
-            status, provider_headers, reply = await forward(
-                env, incoming, head, exchange.service, exchange.path, exchange.request_id
-            )
+            service = exchange.service
+            with env.breakers.for_service(service).guard(str(service.id)):  # fail fast if down
+                status, provider_headers, reply = await forward(
+                    env, incoming, head, service, exchange.path, exchange.request_id
+                )
         # 7. the reply: the provider's headers, the gateway's, signed
         headers = _signed(
             env,

@@ -100,6 +100,11 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     audit = await open_audit_store(settings.audit)
     checkpointer: Checkpointer | None = None
     session = aiohttp.ClientSession(auto_decompress=False)
+    # aiohttp re-sends a GET, PUT, DELETE... once when the connection breaks after sending;
+    # SPEC 7 allows that only where the service says so (`retry_idempotent`, done in the
+    # REST forwarder). No public switch exists: tests/conformance/test_forwarding_policy.py
+    # fails if this stops working.
+    session._retry_connection = False
     try:
         if settings.keys.log_key is not None:  # signed checkpoints of the audit log (SPEC 8)
             checkpointer = Checkpointer.from_settings(

@@ -472,16 +472,18 @@ async def run_soap_exchange(
             )
             reply = ProviderReply(answer.status, answer.content_type, answer.body)
         else:
-            reply = await forward_request(  # 6
-                env.session,
-                exchange.service.url,
-                body=incoming.body,
-                headers=_forward_headers(incoming),
-                connect_timeout=exchange.service.connect_timeout,
-                total_timeout=exchange.service.total_timeout,
-                max_response_bytes=env.settings.limits.max_response_bytes,
-                ssl_context=provider_ssl(exchange.service, env.key_passphrase),
-            )
+            service = exchange.service
+            with env.breakers.for_service(service).guard(str(service.id)):  # fail fast if down
+                reply = await forward_request(  # 6
+                    env.session,
+                    service.url,
+                    body=incoming.body,
+                    headers=_forward_headers(incoming),
+                    connect_timeout=service.connect_timeout,
+                    total_timeout=service.total_timeout,
+                    max_response_bytes=env.settings.limits.max_response_bytes,
+                    ssl_context=provider_ssl(service, env.key_passphrase),
+                )
         laps.lap("forward")
         body, content_type, _ = await _cpu(  # 7
             len(reply.body), check_reply, env, exchange.parsed, reply, now

@@ -323,6 +323,9 @@ class _Builder(Checker):
             tls_ca_certificates=tls_cas,
             tls_client_certificate=tls_cert,
             tls_client_key=tls_key,
+            breaker_failures=service.circuit_breaker.failures,
+            breaker_cooldown=service.circuit_breaker.cooldown_seconds,
+            retry_idempotent=service.retry_idempotent,
         )
         self.services[sid] = entry
         self.service_origin[sid] = (doc, loc)

@@ -236,6 +236,13 @@ class TimeoutModel(_Model):
         return self
 
 
+class CircuitBreakerModel(_Model):
+    """After ``failures`` consecutive transport failures, fail fast for ``cooldown_seconds``."""
+
+    failures: int = Field(default=5, ge=1, le=10_000)
+    cooldown_seconds: float = Field(default=30.0, gt=0, le=86400)
+
+
 class ServiceTlsModel(_Model):
     """How obmin talks TLS to the provider: verification and its own client certificate."""
 
@@ -269,6 +276,10 @@ class ServiceModel(_Model):
     openapi: FilePath | None = None
     title: str | None = None
     tls: ServiceTlsModel | None = None
+    circuit_breaker: CircuitBreakerModel = CircuitBreakerModel()
+    # Retry once a REST call with an idempotent method (GET, HEAD, OPTIONS, PUT, DELETE) whose
+    # connection broke after it was sent (SPEC 7); other calls are never retried.
+    retry_idempotent: bool = False
 
 
 class EndpointModel(_Model):

@@ -94,6 +94,9 @@ class ServiceEntry:
     tls_ca_certificates: tuple[Path, ...] = ()
     tls_client_certificate: Path | None = None
     tls_client_key: Path | None = None
+    breaker_failures: int = 5
+    breaker_cooldown: float = 30.0
+    retry_idempotent: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,12 +13,14 @@ from aiohttp.test_utils import TestClient
 
 @dataclass
 class ProviderBehaviour:
-    """How the test provider answers: fixed body and status, or an aborted connection."""
+    """How the test provider answers: fixed body and status, or an aborted connection
+    (always, or for the first ``abort_first`` requests)."""
 
     body: bytes = b""
     content_type: str = "text/xml"
     status: int = 200
     abort: bool = False
+    abort_first: int = 0  # abort this many requests, then answer
     delay: float = 0.0
     received: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
 
@@ -31,7 +33,7 @@ def provider_app(behaviour: ProviderBehaviour) -> web.Application:
         behaviour.received.append((dict(request.headers), body))
         if behaviour.delay:
             await asyncio.sleep(behaviour.delay)
-        if behaviour.abort:
+        if behaviour.abort or len(behaviour.received) <= behaviour.abort_first:
             assert request.transport is not None
             request.transport.abort()
             return web.Response()
