@@ -21,7 +21,7 @@ import hashlib
 from collections.abc import Iterable, Sequence
 from typing import Final, Protocol
 
-from gateway.audit.errors import InvalidProof
+from gateway.audit.errors import InvalidProof, RecordsArchived
 
 __all__ = [
     "EMPTY_ROOT",
@@ -122,6 +122,28 @@ class CompactRange:
             size += 1
         self._size = size
 
+    def range_hash(self, start: int, end: int) -> bytes:
+        """MTH(D[start:end]) when ``start`` and ``end`` fall on the boundaries of this
+        range's subtrees (so the answer is a fold of some of them); else `RecordsArchived`.
+
+        The sizes of the subtrees fall strictly, so the fold splits exactly as RFC 9162
+        splits D[start:end].
+        """
+        offsets = [0]
+        for bit in range(self._size.bit_length() - 1, -1, -1):
+            if self._size >> bit & 1:
+                offsets.append(offsets[-1] + (1 << bit))
+        if start >= end or start not in offsets or end not in offsets:
+            raise RecordsArchived(
+                f"the hash of records {start} to {end - 1} needs archived records (the log"
+                f" keeps the tree state at {self._size} only)"
+            )
+        nodes = self._hashes[offsets.index(start) : offsets.index(end)]
+        node = nodes[-1]
+        for left in reversed(nodes[:-1]):
+            node = hash_children(left, node)
+        return node
+
     def root(self) -> bytes:
         """MTH of the leaves covered (the empty tree's root when there are none)."""
         if not self._hashes:
@@ -160,14 +182,20 @@ class NodeCache:
     leaves exist, so proofs after the first reuse the large ones and read only the leaves
     near the tree's right edge. Subtrees smaller than ``min_size`` leaves are not kept
     (reading them is cheap); at most ``max_entries`` are (then the cache stops growing).
+    ``base`` is the tree state below the first stored leaf, once retention has archived
+    the leaves before it: hashes of subtrees below it come from it (those a proof about a
+    stored leaf needs always do), and any other is `RecordsArchived`.
     Not thread-safe: one per reading thread.
     """
 
-    __slots__ = ("_nodes", "max_entries", "min_size")
+    __slots__ = ("_nodes", "base", "max_entries", "min_size")
 
-    def __init__(self, min_size: int = 1024, max_entries: int = 1_000_000) -> None:
+    def __init__(
+        self, min_size: int = 1024, max_entries: int = 1_000_000, base: CompactRange | None = None
+    ) -> None:
         self.min_size = min_size
         self.max_entries = max_entries
+        self.base = base if base is not None and base.size else None
         self._nodes: dict[tuple[int, int], bytes] = {}
 
     def __len__(self) -> int:
@@ -176,6 +204,14 @@ class NodeCache:
     def subtree_hash(self, source: LeafSource | Sequence[bytes], start: int, end: int) -> bytes:
         """MTH(D[start:end]), from the cache where its perfect subtrees are known."""
         size = end - start
+        if self.base is not None and start < self.base.size:
+            if end <= self.base.size:
+                return self.base.range_hash(start, end)
+            k = _split(size)  # straddles the base: split as RFC 9162 does
+            return hash_children(
+                self.subtree_hash(source, start, start + k),
+                self.subtree_hash(source, start + k, end),
+            )
         if size < self.min_size:
             return root_hash(_read(source, start, end))
         perfect = size & (size - 1) == 0 and start % size == 0

@@ -5,27 +5,45 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Literal
 
+from gateway.audit.postgres_store import PostgresAuditStore
 from gateway.audit.records import AuditRecord, format_time
 from gateway.audit.sqlite_store import SqliteAuditStore
-from gateway.audit.store import AuditStore
+from gateway.audit.store import RetentionStore
 
 if TYPE_CHECKING:
     from gateway.settings import AuditSettings
 
-__all__ = ["RecordFormat", "format_records", "open_audit_store", "query_records_cli"]
+__all__ = [
+    "RecordFormat",
+    "audit_store",
+    "format_records",
+    "open_audit_store",
+    "query_records_cli",
+]
 
 RecordFormat = Literal["table", "jsonl"]
 
 _COLUMNS = ("SEQ", "TIME", "DIR", "REQUEST ID", "MESSAGE ID", "CLIENT", "SERVICE", "RESULT")
 
 
-async def open_audit_store(settings: AuditSettings, *, read_only: bool = False) -> AuditStore:
-    """Open the store the settings name (``sqlite`` at ``path``); raises `AuditError`.
+def audit_store(settings: AuditSettings, *, read_only: bool = False) -> RetentionStore:
+    """The store the settings name (``sqlite`` at ``path``, or ``postgres`` at ``dsn``),
+    not yet opened."""
+    if settings.store == "postgres":
+        assert settings.dsn is not None  # the settings validator requires it
+        return PostgresAuditStore(
+            settings.dsn, settings.origin, schema=settings.postgres_schema, read_only=read_only
+        )
+    return SqliteAuditStore(settings.path, read_only=read_only)
 
-    A writable store creates the database (and its directory) on first use; a read-only
-    one requires it to exist.
+
+async def open_audit_store(settings: AuditSettings, *, read_only: bool = False) -> RetentionStore:
+    """Open the store the settings name; raises `AuditError`.
+
+    A writable store creates the database (SQLite: and its directory; PostgreSQL: the schema
+    and this origin's log) on first use; a read-only one requires it to exist.
     """
-    store = SqliteAuditStore(settings.path, read_only=read_only)
+    store = audit_store(settings, read_only=read_only)
     await store.open()
     return store
 

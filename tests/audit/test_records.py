@@ -118,7 +118,10 @@ def test_body_fields_follow_the_policy() -> None:
         ({"fault_code": "Client.InvalidSoap"}, "outcome 'fault'"),
         ({"body_digest": "abc"}, "base64"),
         ({"body_digest": base64.b64encode(b"x" * 32).decode()}, "SHA-512"),
-        ({"body": b"<Envelope>person</Envelope>"}, "only under policy 'plain'"),
+        (
+            {"body": b"<Envelope>person</Envelope>"},
+            "only under policy 'plain' or 'encrypted', not digest",
+        ),
         ({"body_policy": "none"}, "neither the body nor its digest"),
         ({"duration_ms": 3.0}, "only a response"),
     ],
