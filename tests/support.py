@@ -49,4 +49,6 @@ class GatewayFactory(Protocol):
         self,
         behaviour: ProviderBehaviour,
         tweak: Callable[[dict[str, Any]], None] | None = None,
+        *,
+        audit: dict[str, Any] | None = None,
     ) -> Awaitable[TestClient[web.Request, web.Application]]: ...

@@ -128,6 +128,8 @@ class PostgresAuditStore:
             raise AuditError(f"the audit database runs with synchronous_commit = {commit}")
         if not self._read_only:
             await ensure_schema(conn, self._tables)
+        elif not await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", self._tables.logs):
+            raise AuditError(f"there is no obmin audit log in schema {self._tables.schema}")
         return await log_id(conn, self._tables, self.origin, create=not self._read_only)
 
     async def close(self) -> None:
