@@ -212,7 +212,39 @@ def _cmd_audit_verify(args: argparse.Namespace) -> int:
     from security.pki_keys import pki_passphrase
 
     settings = load_settings(args.config)
-    code, output = verify_log_cli(settings, vkey=args.vkey, passphrase=pki_passphrase(os.environ))
+    code, output = verify_log_cli(
+        settings,
+        vkey=args.vkey,
+        workers=args.workers,
+        passphrase=pki_passphrase(os.environ),
+        archives=args.archives,
+    )
+    print(output)
+    return code
+
+
+def _cmd_audit_verify_archive(args: argparse.Namespace) -> int:
+    from gateway.audit import verify_archive_cli
+    from security.pki_keys import pki_passphrase
+
+    settings = load_settings(args.config) if args.config is not None else None
+    code, output = verify_archive_cli(
+        args.files, vkey=args.vkey, settings=settings, passphrase=pki_passphrase(os.environ)
+    )
+    print(output)
+    return code
+
+
+def _cmd_audit_archive(args: argparse.Namespace) -> int:
+    from gateway.audit.retention import archive_cli
+    from security.pki_keys import pki_passphrase
+
+    settings = load_settings(args.config)
+    code, output = asyncio.run(
+        archive_cli(
+            settings, older_than_days=args.older_than_days, passphrase=pki_passphrase(os.environ)
+        )
+    )
     print(output)
     return code
 
@@ -320,7 +352,28 @@ def _parser() -> argparse.ArgumentParser:
     verify.add_argument(
         "--vkey", help="the log's verifier key (name+id+key); default: keys.log_key"
     )
+    verify.add_argument(
+        "--archives", type=Path, help="directory of archive files to verify with the live log"
+    )
+    verify.add_argument("--workers", type=int, help="worker processes (default: one per CPU)")
     verify.set_defaults(func=_cmd_audit_verify)
+    verify_archive = audit.add_parser(
+        "verify-archive", help="verify archive files alone, offline, with the log's public key"
+    )
+    verify_archive.add_argument("files", type=Path, nargs="+")
+    verify_archive.add_argument("--vkey", help="the log's verifier key (name+id+key)")
+    verify_archive.add_argument(
+        "-c", "--config", type=Path, help="settings whose keys.log_key to use instead"
+    )
+    verify_archive.set_defaults(func=_cmd_audit_verify_archive)
+    archive = audit.add_parser(
+        "archive", help="move records past the retention age to archive files now"
+    )
+    archive.add_argument("-c", "--config", type=Path, default=DEFAULT_CONFIG)
+    archive.add_argument(
+        "--older-than-days", type=float, help="default: audit.retention_max_age_days"
+    )
+    archive.set_defaults(func=_cmd_audit_archive)
     query = audit.add_parser("query", help="list audit records")
     query.add_argument("-c", "--config", type=Path, default=DEFAULT_CONFIG)
     query.add_argument("--request-id")

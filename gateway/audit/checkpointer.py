@@ -22,7 +22,12 @@ from typing import TYPE_CHECKING, Final
 import structlog
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from gateway.audit.checkpoint import Checkpoint, sign_checkpoint, verify_checkpoint
+from gateway.audit.checkpoint import (
+    Checkpoint,
+    VerifierKey,
+    sign_checkpoint,
+    verify_checkpoint,
+)
 from gateway.audit.errors import AuditError
 from gateway.audit.merkle import CompactRange
 from gateway.audit.store import CheckpointStore, StoredCheckpoint
@@ -108,6 +113,11 @@ class Checkpointer:
         )
 
     @property
+    def verifier_key(self) -> VerifierKey:
+        """The public half of the log key, as auditors hold it (named as it signs)."""
+        return VerifierKey(self.key_name, self._key.public_key())
+
+    @property
     def latest(self) -> Checkpoint | None:
         """The newest checkpoint signed or loaded by this checkpointer."""
         return self._latest
@@ -169,7 +179,8 @@ class Checkpointer:
 
     async def _load_state(self) -> None:
         stored = await self._store.latest_checkpoint()
-        self._compact = CompactRange()
+        # After retention the log starts at its base: rebuilding starts there, not at 0.
+        self._compact = await self._store.tree_base()
         if stored is None:
             return
         self._stored_size = stored.checkpoint.size  # never sign that size a second time

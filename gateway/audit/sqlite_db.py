@@ -341,6 +341,19 @@ class SqliteLog:
 
         self._write(fill, "cannot write the archive")
 
+    def seal_archive(self) -> None:
+        """Finish an archive file: one self-contained file (no WAL), synced, closed."""
+        conn = self.connect()
+        try:
+            conn.execute("PRAGMA journal_mode=DELETE")  # folds the WAL into the file
+            conn.execute("PRAGMA synchronous=FULL")
+        except sqlite3.Error as exc:
+            raise AuditError(f"cannot finish the archive {self.path}: {exc}") from exc
+        finally:
+            self.close()
+        with open(self.path, "rb") as handle:
+            os.fsync(handle.fileno())
+
     # --- reads -----------------------------------------------------------------------------
 
     def select(self, query: RecordQuery) -> list[AuditRecord]:

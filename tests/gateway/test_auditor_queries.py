@@ -275,9 +275,10 @@ def test_any_records_query_parses_or_is_refused(pairs: list[tuple[str, str]]) ->
 )
 @given(
     pairs=st.lists(st.tuples(_NAMES, _VALUES), max_size=5),
-    # One path segment (an empty or dotted one would not reach the handler at all).
+    # One path segment that reaches the handler: aiohttp's router itself answers 404 for an
+    # empty or dotted segment and for one with braces (its {seq} pattern is [^{}/]+).
     seq=st.one_of(
-        _TEXT.filter(lambda s: s.strip(".") != "" and "/" not in s),
+        _TEXT.filter(lambda s: s.strip(".") != "" and not set(s) & set("/{}")),
         st.integers(min_value=-(2**70), max_value=2**70).map(str),
     ),
     sizes=st.tuples(_VALUES, _VALUES),
