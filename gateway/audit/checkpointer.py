@@ -29,7 +29,7 @@ from gateway.audit.checkpoint import (
     verify_checkpoint,
 )
 from gateway.audit.errors import AuditError
-from gateway.audit.merkle import CompactRange
+from gateway.audit.merkle import NODE_HEIGHT, CompactRange
 from gateway.audit.store import CheckpointStore, StoredCheckpoint
 from security import SecurityError, load_private_key
 
@@ -212,12 +212,13 @@ class Checkpointer:
                 raise AuditError("the checkpointer was not started")
             self._pending = 0
             compact = self._compact.copy()
+            nodes: list[tuple[int, int, bytes]] = []
             while True:
                 hashes = await self._store.leaf_hashes(compact.size, _CHUNK)
                 if len(hashes) > 256:
-                    await asyncio.to_thread(compact.extend, hashes)
+                    nodes += await asyncio.to_thread(compact.extend_collecting, hashes, NODE_HEIGHT)
                 else:
-                    compact.extend(hashes)
+                    nodes += compact.extend_collecting(hashes, NODE_HEIGHT)
                 if len(hashes) < _CHUNK:
                     break
             if compact.size == self._stored_size:
@@ -226,7 +227,10 @@ class Checkpointer:
                 self.origin, compact.size, compact.root(), self._key, self.key_name
             )
             stored = StoredCheckpoint(
-                checkpoint=checkpoint, created=self._clock(), compact_range=compact
+                checkpoint=checkpoint,
+                created=self._clock(),
+                compact_range=compact,
+                nodes=tuple(nodes),
             )
             await self._store.add_checkpoint(stored)
             self._compact, self._latest = compact, checkpoint

@@ -26,6 +26,7 @@ from gateway.audit.errors import InvalidProof, RecordsArchived
 __all__ = [
     "EMPTY_ROOT",
     "HASH_SIZE",
+    "NODE_HEIGHT",
     "CompactRange",
     "LeafSource",
     "NodeCache",
@@ -42,11 +43,16 @@ __all__ = [
 HASH_SIZE: Final = 32
 EMPTY_ROOT: Final = hashlib.sha256(b"").digest()
 _CHUNK: Final = 65_536  # leaf hashes read from a store at a time (2 MiB)
+NODE_HEIGHT: Final = 10  # subtrees of 1024 leaves and more are saved with checkpoints
 _sha256 = hashlib.sha256
 
 
 class LeafSource(Protocol):
-    """Where proofs read leaf hashes from: ``leaf_hashes(start, end)`` is [start, end)."""
+    """Where proofs read leaf hashes from: ``leaf_hashes(start, end)`` is [start, end).
+
+    A source may also have ``stored_node(height, start) -> bytes | None``: the hash of the
+    perfect subtree of 2^height leaves from ``start``, if saved (`NodeCache` uses it).
+    """
 
     def leaf_hashes(self, start: int, end: int) -> Sequence[bytes]:
         """The leaf hashes of indexes ``start`` to ``end - 1``, in order."""
@@ -121,6 +127,29 @@ class CompactRange:
             push(node)
             size += 1
         self._size = size
+
+    def extend_collecting(
+        self, leaf_hashes: Iterable[bytes], min_height: int
+    ) -> list[tuple[int, int, bytes]]:
+        """`extend`, returning the perfect subtrees it completes of ``min_height`` or more
+        levels as ``(height, start, hash)`` (a subtree of height h holds 2^h leaves)."""
+        hashes, size = self._hashes, self._size
+        pop, push, sha = hashes.pop, hashes.append, _sha256
+        nodes: list[tuple[int, int, bytes]] = []
+        for node in leaf_hashes:
+            if len(node) != HASH_SIZE:
+                raise InvalidProof(f"leaf {size} has a {len(node)}-byte hash, not 32")
+            carry, height = size, 0
+            while carry & 1:
+                node = sha(b"\x01" + pop() + node).digest()
+                carry >>= 1
+                height += 1
+                if height >= min_height:
+                    nodes.append((height, size + 1 - (1 << height), node))
+            push(node)
+            size += 1
+        self._size = size
+        return nodes
 
     def range_hash(self, start: int, end: int) -> bytes:
         """MTH(D[start:end]) when ``start`` and ``end`` fall on the boundaries of this
@@ -217,6 +246,13 @@ class NodeCache:
         perfect = size & (size - 1) == 0 and start % size == 0
         if perfect and (start, end) in self._nodes:
             return self._nodes[start, end]
+        stored = getattr(source, "stored_node", None)
+        if perfect and stored is not None:  # saved by the checkpointer: no leaves to read
+            found = stored(size.bit_length() - 1, start)
+            if found is not None:
+                if len(self._nodes) < self.max_entries:
+                    self._nodes[start, end] = found
+                return found  # type: ignore[no-any-return]
         k = _split(size)
         node = hash_children(
             self.subtree_hash(source, start, start + k), self.subtree_hash(source, start + k, end)

@@ -61,6 +61,7 @@ class Tables:
         self.logs = f"{schema}.logs"
         self.records = f"{schema}.records"
         self.checkpoints = f"{schema}.checkpoints"
+        self.nodes = f"{schema}.tree_nodes"
 
     def migrations(self) -> dict[int, tuple[str, ...]]:
         """The statements that bring a schema of version N (0 = empty) to N + 1."""
@@ -123,6 +124,13 @@ class Tables:
                     compact_range bytea NOT NULL,
                     timestamp_token bytea,
                     PRIMARY KEY (log_id, tree_size)
+                )""",
+                f"""CREATE TABLE IF NOT EXISTS {self.nodes} (
+                    log_id integer NOT NULL REFERENCES {self.logs} (id),
+                    height smallint NOT NULL,
+                    start bigint NOT NULL,
+                    hash bytea NOT NULL,
+                    PRIMARY KEY (log_id, height, start)
                 )""",
             ),
         }

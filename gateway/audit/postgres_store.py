@@ -19,7 +19,7 @@ hashes through the event loop (`_BridgedLeaves`), so the loop is never blocked.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any, Final, TypeVar, Unpack, cast
@@ -229,6 +229,11 @@ class PostgresAuditStore:
                         b"".join(stored.compact_range.hashes),
                         stored.timestamp_token,
                     )
+                    await conn.executemany(
+                        f"INSERT INTO {tables.nodes} (log_id, height, start, hash)"  # noqa: S608 (validated identifier)
+                        " VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+                        [(self._log_id, *node) for node in stored.nodes],
+                    )
             return size if isinstance(size, int) else 0
 
         size = await self._writing(insert, "cannot store a checkpoint in the audit database")
@@ -275,6 +280,12 @@ class PostgresAuditStore:
                 )
                 await conn.execute(
                     f"DELETE FROM {tables.checkpoints} WHERE log_id = $1 AND tree_size < $2",  # noqa: S608 (validated identifier)
+                    self._log_id,
+                    compact.size,
+                )
+                await conn.execute(
+                    f"DELETE FROM {tables.nodes} WHERE log_id = $1"  # noqa: S608 (validated identifier)
+                    " AND start + (1::bigint << height) <= $2",
                     self._log_id,
                     compact.size,
                 )
@@ -396,6 +407,17 @@ class PostgresAuditStore:
                 raise InvalidAuditRecord(f"the stored leaf hash of record {seq} is not 32 bytes")
             hashes.append(bytes(value))
         return hashes
+
+    async def stored_node(self, height: int, start: int) -> bytes | None:
+        """The saved hash of the perfect subtree of 2^height leaves from ``start``, if any."""
+        value = await self._fetchval(
+            f"SELECT hash FROM {self._tables.nodes}"  # noqa: S608 (validated identifier)
+            " WHERE log_id = $1 AND height = $2 AND start = $3",
+            self._log_id,
+            height,
+            start,
+        )
+        return bytes(value) if isinstance(value, bytes) and len(value) == HASH_SIZE else None
 
     async def latest_checkpoint(self) -> StoredCheckpoint | None:
         """The stored checkpoint of the largest tree size, if any."""
@@ -527,11 +549,16 @@ class _BridgedLeaves:
 
     def leaf_hashes(self, start: int, end: int) -> list[bytes]:
         """Leaf hashes ``start`` to ``end - 1`` (fewer at the end of the log)."""
-        future = asyncio.run_coroutine_threadsafe(
-            self._store.leaf_hashes(start, end - start), self._loop
-        )
+        return self._wait(self._store.leaf_hashes(start, end - start))
+
+    def stored_node(self, height: int, start: int) -> bytes | None:
+        """A saved subtree hash (see `LeafSource`)."""
+        return self._wait(self._store.stored_node(height, start))
+
+    def _wait(self, operation: Coroutine[Any, Any, _T]) -> _T:
+        future = asyncio.run_coroutine_threadsafe(operation, self._loop)
         try:
             return future.result(timeout=self._timeout * 4)
         except TimeoutError as exc:
             future.cancel()
-            raise AuditError("reading leaf hashes for a proof timed out") from exc
+            raise AuditError("reading hashes for a proof timed out") from exc

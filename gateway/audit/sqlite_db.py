@@ -87,6 +87,12 @@ _CHECKPOINTS: Final = """CREATE TABLE IF NOT EXISTS checkpoints (
         compact_range BLOB NOT NULL,
         timestamp_token BLOB
     )"""
+_NODES: Final = """CREATE TABLE IF NOT EXISTS tree_nodes (
+        height INTEGER NOT NULL,
+        start INTEGER NOT NULL,
+        hash BLOB NOT NULL,
+        PRIMARY KEY (height, start)
+    ) WITHOUT ROWID"""
 _CHECKPOINT_COLUMNS: Final = "tree_size, root, note, created, compact_range, timestamp_token"
 _NEW_COLUMNS_V3: Final = (
     ("client_member", "TEXT"),
@@ -196,7 +202,7 @@ class SqliteLog:
         try:
             (version,) = conn.execute("PRAGMA user_version").fetchone()
             if version == 0:  # a new file
-                for statement in (_RECORDS, *INDEXES, _META, _CHECKPOINTS):
+                for statement in (_RECORDS, *INDEXES, _META, _CHECKPOINTS, _NODES):
                     conn.execute(statement)
             elif version in (1, 2):
                 _migrate_to_v3(conn, version)
@@ -273,6 +279,10 @@ class SqliteLog:
             size = _size(conn)
             if checkpoint.size <= size:
                 conn.execute(_INSERT_CHECKPOINT, row)
+                conn.executemany(
+                    "INSERT OR IGNORE INTO tree_nodes (height, start, hash) VALUES (?, ?, ?)",
+                    stored.nodes,
+                )
             return size
 
         size = self._write(insert, "cannot store a checkpoint in")
@@ -308,6 +318,7 @@ class SqliteLog:
                 [(_BASE_SIZE, str(compact.size)), (_BASE_RANGE, encode_range(compact))],
             )
             conn.execute("DELETE FROM checkpoints WHERE tree_size < ?", (compact.size,))
+            conn.execute("DELETE FROM tree_nodes WHERE start + (1 << height) <= ?", (compact.size,))
 
         self._write(update, "cannot move the retention base of")
 
@@ -418,6 +429,14 @@ class SqliteLog:
             hashes.append(value)
         return hashes
 
+    def stored_node(self, height: int, start: int) -> bytes | None:
+        """The saved hash of the perfect subtree of 2^height leaves from ``start``, if any."""
+        rows = self._read(
+            "SELECT hash FROM tree_nodes WHERE height = ? AND start = ?", [height, start]
+        )
+        value = rows[0][0] if rows else None
+        return value if isinstance(value, bytes) and len(value) == HASH_SIZE else None
+
     def raw_rows(self, start: int, end: int) -> list[tuple[object, ...]]:
         """Whole stored rows (`RECORD_COLUMNS`) of records ``start`` to ``end - 1``."""
         return self._read(
@@ -509,7 +528,7 @@ def _migrate_to_v3(conn: sqlite3.Connection, version: int) -> None:
         " http_status = ?, fault_code = ? WHERE seq = ?",
         updates,
     )
-    for statement in INDEXES:
+    for statement in (*INDEXES, _NODES):
         conn.execute(statement)
 
 

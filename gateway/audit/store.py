@@ -48,12 +48,17 @@ class StoredCheckpoint:
     continues from it instead of re-reading the log. Neither is trusted by the verifier,
     which recomputes the tree from the records. ``timestamp_token`` is the DER RFC 3161
     TimeStampToken over the signed note, once a time-stamping authority has given one.
+    ``nodes`` are the perfect subtrees of `NODE_HEIGHT` levels or more that the leaves since
+    the previous checkpoint completed, as ``(height, start, hash)``: the store saves them
+    so that a proof in a large log reads a few dozen hashes instead of every leaf (a wrong
+    one makes a proof fail to verify, never verify falsely). Not read back with the rest.
     """
 
     checkpoint: Checkpoint
     created: datetime
     compact_range: CompactRange
     timestamp_token: bytes | None = None
+    nodes: tuple[tuple[int, int, bytes], ...] = ()
 
     def __post_init__(self) -> None:
         if self.compact_range.size != self.checkpoint.size:

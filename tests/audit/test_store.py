@@ -338,3 +338,42 @@ async def test_records_survive_sigkill_once_append_returned(make_store: StoreMak
     assert await store.count() == 200
     records = await store.query(limit=200)
     assert [r.seq for r in records] == list(range(200))
+
+
+async def test_proofs_use_the_subtrees_saved_with_checkpoints(
+    make_store: StoreMaker, log_key: Ed25519PrivateKey
+) -> None:
+    from gateway.audit import Checkpointer
+    from tests.postgres import run_in
+
+    store = await make_store.open()
+    checkpointer = Checkpointer(store, log_key, origin=ORIGIN, every_records=10**6)
+    await checkpointer.start()
+    await asyncio.gather(*(store.append(exchange(f"m-{i}")) for i in range(1500)))
+    latest = await checkpointer.stop()
+    assert latest is not None and latest.size == 3000
+    leaves = await store.leaf_hashes(0, 3000)
+    await store.close()
+
+    def sql(statement: str, *params: object) -> None:
+        if make_store.postgres is not None:
+            run_in(make_store.postgres.schema, statement, *params)
+        else:
+            import sqlite3
+
+            with sqlite3.connect(make_store.path) as conn:
+                conn.execute(statement, params)
+            conn.close()
+
+    # Subtrees [0, 1024), [1024, 2048) and [0, 2048) were saved; a leaf inside them is no
+    # longer read by a proof about a leaf outside them.
+    sql("UPDATE records SET leaf_hash = ? WHERE seq = 100", bytes(32))
+    fresh = await make_store.open()  # an empty cache: what is not saved is read
+    proof = await fresh.inclusion_proof(2500, 3000)
+    verify_inclusion(leaves[2500], 2500, 3000, proof, latest.root)
+    await fresh.close()
+    sql("DELETE FROM tree_nodes")
+    fresh = await make_store.open()
+    proof = await fresh.inclusion_proof(2500, 3000)
+    with pytest.raises(Exception, match="not in the tree"):
+        verify_inclusion(leaves[2500], 2500, 3000, proof, latest.root)
