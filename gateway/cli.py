@@ -250,9 +250,17 @@ def _cmd_audit_archive(args: argparse.Namespace) -> int:
 
 
 def _cmd_audit_query(args: argparse.Namespace) -> int:
-    from gateway.audit import query_records_cli
+    from datetime import datetime
+
+    from gateway.audit import InvalidAuditQuery, query_records_cli
+    from gateway.audit.query import parse_status
 
     settings = load_settings(args.config)
+    try:
+        since = datetime.fromisoformat(args.since) if args.since else None
+        until = datetime.fromisoformat(args.until) if args.until else None
+    except ValueError as exc:
+        raise InvalidAuditQuery(f"--since/--until: not an ISO 8601 time: {exc}") from exc
     print(
         asyncio.run(
             query_records_cli(
@@ -260,6 +268,13 @@ def _cmd_audit_query(args: argparse.Namespace) -> int:
                 request_id=args.request_id,
                 message_id=args.message_id,
                 client=args.client,
+                service=args.service,
+                user_id=args.user_id,
+                subject_id=args.subject_id,
+                status=parse_status(args.status) if args.status else None,
+                direction=args.direction,
+                since=since,
+                until=until,
                 limit=args.limit,
             )
         )
@@ -379,6 +394,13 @@ def _parser() -> argparse.ArgumentParser:
     query.add_argument("--request-id")
     query.add_argument("--message-id")
     query.add_argument("--client")
+    query.add_argument("--service")
+    query.add_argument("--user-id")
+    query.add_argument("--subject-id")
+    query.add_argument("--status", help="HTTP status (digits) or fault code")
+    query.add_argument("--direction", choices=("request", "response"))
+    query.add_argument("--since", help="ISO 8601 time with zone")
+    query.add_argument("--until", help="ISO 8601 time with zone")
     query.add_argument("--limit", type=int, default=20)
     query.set_defaults(func=_cmd_audit_query)
 

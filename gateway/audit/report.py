@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, Unpack
 
 from gateway.audit.postgres_store import PostgresAuditStore
+from gateway.audit.query import QueryFilters
 from gateway.audit.records import AuditRecord, format_time
 from gateway.audit.sqlite_store import SqliteAuditStore
 from gateway.audit.store import RetentionStore
@@ -88,27 +89,20 @@ def format_records(records: Sequence[AuditRecord], fmt: RecordFormat = "table") 
 async def query_records_cli(
     settings: AuditSettings,
     *,
-    request_id: str | None = None,
-    message_id: str | None = None,
-    client: str | None = None,
-    service: str | None = None,
-    limit: int = 20,
     fmt: RecordFormat = "table",
+    **filters: Unpack[QueryFilters],
 ) -> str:
-    """``obmin audit query``: the newest ``limit`` matching records, oldest first, as text.
+    """``obmin audit query``: the newest ``limit`` (20) matching records, oldest first.
 
-    Opens the log read-only; raises `AuditError` when it does not exist or cannot be read.
+    ``filters`` are those of `AuditStore.query`. Opens the log read-only; raises
+    `AuditError` when it does not exist or cannot be read (`InvalidAuditQuery` for a bad
+    filter).
     """
     store = await open_audit_store(settings, read_only=True)
     try:
-        records = await store.query(
-            request_id=request_id,
-            message_id=message_id,
-            client=client,
-            service=service,
-            limit=limit,
-            newest_first=True,
-        )
+        filters.setdefault("limit", 20)
+        filters["newest_first"] = True
+        records = await store.query(**filters)
     finally:
         await store.close()
     return format_records(list(reversed(records)), fmt)

@@ -341,3 +341,67 @@ async def test_the_cli_archives_and_verifies_archives(
     assert status == 1 and "does not exist" in text
     status, text = verify_archive_cli([tmp_path / "log.key"], vkey=vkey)
     assert status == 1 and "FAILED" in text
+
+
+async def test_the_obmin_command_line(
+    db_path: Path, log_key: Ed25519PrivateKey, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import yaml
+
+    from gateway.audit import SqliteAuditStore
+    from gateway.cli import main
+
+    store = SqliteAuditStore(db_path)
+    await store.open()
+    checkpointer = await _log(store, log_key)
+    await checkpointer.stop()
+    await store.close()
+    (tmp_path / "registry").mkdir()
+    key_file = tmp_path / "log.key"
+    key_file.write_bytes(
+        log_key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    config = tmp_path / "gateway.yaml"
+    settings = {
+        "registry_dir": "registry",
+        "keys": {"signing_certificate": "s.crt", "signing_key": "s.key", "log_key": "log.key"},
+        "audit": {
+            "path": str(db_path),
+            "origin": ORIGIN,
+            "archive_dir": "archive",
+            "archive_max_records": 10,
+        },
+    }
+    config.write_text(yaml.safe_dump(settings), encoding="utf-8")
+
+    def obmin(*args: str) -> tuple[int, str]:
+        code = main(list(args))
+        return code, capsys.readouterr().out
+
+    code, out = await asyncio.to_thread(
+        obmin, "audit", "query", "-c", str(config), "--status", "200"
+    )
+    assert code == 0 and out.count("ok 200") == 20
+    code, out = await asyncio.to_thread(
+        obmin, "audit", "query", "-c", str(config), "--direction", "request", "--limit", "3"
+    )
+    assert code == 0 and len(out.splitlines()) == 4  # header and the newest three
+    code, out = await asyncio.to_thread(
+        obmin, "audit", "archive", "-c", str(config), "--older-than-days", "30"
+    )
+    assert code == 0 and out.count("archived records") == 4
+    vkey = _vkey(log_key).to_vkey()
+    archive_dir = tmp_path / "archive"
+    code, out = await asyncio.to_thread(
+        obmin, "audit", "verify", "-c", str(config), "--archives", str(archive_dir), "--vkey", vkey
+    )
+    assert code == 0 and "5 pieces form one log of 40 records" in out
+    files = [str(p) for p in archives_in(archive_dir)]
+    code, out = await asyncio.to_thread(obmin, "audit", "verify-archive", "--vkey", vkey, *files)
+    assert code == 0 and out.count("OK:") == 4
+    code, out = await asyncio.to_thread(obmin, "audit", "verify-archive", *files)
+    assert code == 1 and "--vkey" in out
