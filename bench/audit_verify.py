@@ -14,6 +14,7 @@ as the checkpointer makes them (with the subtrees they complete). Then measures 
 
     .venv/bin/python bench/audit_verify.py [--records 1000000] [--store sqlite|postgres]
         [--dsn postgresql://127.0.0.1:5432/test] [--dir /var/tmp] [--keep]
+        [--verify both|workers|none]
 """
 
 from __future__ import annotations
@@ -235,8 +236,11 @@ async def lookups_and_proofs(open_store: object, records: int) -> None:
     await store.close()
 
 
-def _verify(source: LogSource, verifier: VerifierKey) -> None:
+def _verify(source: LogSource, verifier: VerifierKey, which: str) -> None:
+    modes = {"both": (None, 1), "workers": (None,), "none": ()}[which]
     for label, workers in (("worker processes (default)", None), ("one process", 1)):
+        if workers not in modes:
+            continue
         report = verify_log(source, verifier, None, ORIGIN, workers=workers)
         assert report.ok, report.summary()
         print(
@@ -253,6 +257,12 @@ def main() -> None:
     parser.add_argument("--dsn", default="postgresql://127.0.0.1:5432/test")
     parser.add_argument("--dir", type=Path, default=None, help="filesystem to use (SQLite)")
     parser.add_argument("--keep", action="store_true", help="print where the log is and keep it")
+    parser.add_argument(
+        "--verify",
+        choices=("both", "workers", "none"),
+        default="both",
+        help="verification runs to time: with workers and in one process, or fewer",
+    )
     args = parser.parse_args()
     key = Ed25519PrivateKey.generate()
     verifier = VerifierKey(ORIGIN, key.public_key())
@@ -265,7 +275,7 @@ def main() -> None:
             f" in {time.perf_counter() - started:.1f} s"
         )
         try:
-            _verify(PostgresSource(args.dsn, ORIGIN, schema), verifier)
+            _verify(PostgresSource(args.dsn, ORIGIN, schema), verifier, args.verify)
             asyncio.run(
                 lookups_and_proofs(
                     lambda: PostgresAuditStore(args.dsn, ORIGIN, schema=schema, read_only=True),
@@ -287,7 +297,7 @@ def main() -> None:
         f" in {time.perf_counter() - started:.1f} s"
     )
     try:
-        _verify(SqliteSource(path), verifier)
+        _verify(SqliteSource(path), verifier, args.verify)
         asyncio.run(
             lookups_and_proofs(lambda: SqliteAuditStore(path, read_only=True), args.records)
         )

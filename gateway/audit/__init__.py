@@ -40,6 +40,7 @@ from gateway.audit.records import (
     check_canonical,
     format_time,
     leaf_hash,
+    member_of,
 )
 from gateway.audit.report import (
     RecordFormat,
@@ -114,6 +115,7 @@ __all__ = [
     "inclusion_proof",
     "leaf_hash",
     "load_log_key",
+    "member_of",
     "open_audit_store",
     "query_records_cli",
     "root_hash",

@@ -398,7 +398,11 @@ def member_of(identifier: str | None) -> str | None:
     """
     if not identifier:
         return None
-    return "/".join(identifier.split("/")[:3])
+    # "/".join(identifier.split("/")[:3]), without the lists (the verifier calls it per row)
+    first = identifier.find("/")
+    second = identifier.find("/", first + 1) if first >= 0 else -1
+    third = identifier.find("/", second + 1) if second >= 0 else -1
+    return identifier if third < 0 else identifier[:third]
 
 
 def leaf_hash(record: AuditRecord | bytes) -> bytes:

@@ -250,3 +250,11 @@ def test_check_canonical_refuses_other_bytes(mutate: Any, reason: str) -> None:
     canonical = make_draft(direction="response").to_record(7).to_canonical_json()
     with pytest.raises(InvalidAuditRecord, match=reason):
         check_canonical(mutate(canonical), 7)
+
+
+@given(st.lists(st.sampled_from(["A", "B", "", "x/y", "GOV", "1"]), max_size=6).map("/".join))
+def test_member_of_is_the_first_three_parts(identifier: str) -> None:
+    from gateway.audit import member_of
+
+    expected = "/".join(identifier.split("/")[:3]) if identifier else None
+    assert member_of(identifier) == expected
