@@ -95,13 +95,6 @@ async def log(make_store: StoreMaker, log_key: Ed25519PrivateKey) -> Log:
     return Log(SqliteSource(make_store.path), make_store.path, None)
 
 
-@pytest.fixture
-def sqlite_log(log: Log) -> Log:
-    if log.path is None:
-        pytest.skip("SQLite only")
-    return log
-
-
 @contextmanager
 def _db(path: Path) -> Iterator[sqlite3.Connection]:
     conn = sqlite3.connect(path, isolation_level=None)
@@ -346,10 +339,8 @@ def test_the_cli_glue(log: Log, log_key: Ed25519PrivateKey, tmp_path: Path) -> N
     assert status == 1 and "first bad record seq 2" in text
 
 
-def test_the_cli_names_an_absent_sqlite_log(
-    sqlite_log: Log, log_key: Ed25519PrivateKey, tmp_path: Path
-) -> None:
-    settings = _settings(tmp_path, Log(sqlite_log.source, tmp_path / "absent.db", None), None)
+def test_the_cli_names_an_absent_sqlite_log(log_key: Ed25519PrivateKey, tmp_path: Path) -> None:
+    absent = Log(SqliteSource(tmp_path / "absent.db"), tmp_path / "absent.db", None)
     vkey = VerifierKey(ORIGIN, log_key.public_key()).to_vkey()
-    status, text = verify_log_cli(settings, vkey=vkey)
+    status, text = verify_log_cli(_settings(tmp_path, absent, None), vkey=vkey)
     assert status == 1 and "FAILED" in text and "absent.db" in text
