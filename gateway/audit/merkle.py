@@ -43,7 +43,7 @@ __all__ = [
 HASH_SIZE: Final = 32
 EMPTY_ROOT: Final = hashlib.sha256(b"").digest()
 _CHUNK: Final = 65_536  # leaf hashes read from a store at a time (2 MiB)
-NODE_HEIGHT: Final = 10  # subtrees of 1024 leaves and more are saved with checkpoints
+NODE_HEIGHT: Final = 6  # subtrees of 64 leaves and more are saved with checkpoints
 _sha256 = hashlib.sha256
 
 
@@ -220,7 +220,10 @@ class NodeCache:
     __slots__ = ("_nodes", "base", "max_entries", "min_size")
 
     def __init__(
-        self, min_size: int = 1024, max_entries: int = 1_000_000, base: CompactRange | None = None
+        self,
+        min_size: int = 1 << NODE_HEIGHT,
+        max_entries: int = 500_000,
+        base: CompactRange | None = None,
     ) -> None:
         self.min_size = min_size
         self.max_entries = max_entries

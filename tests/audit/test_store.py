@@ -365,8 +365,8 @@ async def test_proofs_use_the_subtrees_saved_with_checkpoints(
                 conn.execute(statement, params)
             conn.close()
 
-    # Subtrees [0, 1024), [1024, 2048) and [0, 2048) were saved; a leaf inside them is no
-    # longer read by a proof about a leaf outside them.
+    # Subtrees of 64 leaves and more were saved ([0, 2048) among them); a leaf inside them
+    # is no longer read by a proof about a leaf outside them.
     sql("UPDATE records SET leaf_hash = ? WHERE seq = 100", bytes(32))
     fresh = await make_store.open()  # an empty cache: what is not saved is read
     proof = await fresh.inclusion_proof(2500, 3000)
