@@ -7,15 +7,17 @@ were edited to make queries lie. The order here is the order of the columns in a
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Final
 
-from gateway.audit.records import AuditRecord, format_time, leaf_hash, member_of
+from gateway.audit.records import AuditRecord, AuditRecordDraft, format_time, leaf_hash, member_of
 
 __all__ = [
     "QUERY_COLUMNS",
     "RECORD_COLUMNS",
     "columns_of_document",
     "columns_of_record",
+    "numbered_rows",
     "record_row",
 ]
 
@@ -78,3 +80,21 @@ def record_row(record: AuditRecord) -> tuple[object, ...]:
     """The row a store inserts for ``record``, in `RECORD_COLUMNS` order."""
     canonical = record.to_canonical_json()
     return (record.seq, *columns_of_record(record), canonical, leaf_hash(canonical), record.body)
+
+
+def numbered_rows(
+    calls: Sequence[Sequence[AuditRecordDraft]], next_seq: int, prefix: tuple[object, ...] = ()
+) -> tuple[list[list[AuditRecord]], list[tuple[object, ...]]]:
+    """The records of several ``append`` calls, numbered from ``next_seq`` in order, and
+    their rows (each after ``prefix``: PostgreSQL's log id)."""
+    results: list[list[AuditRecord]] = []
+    rows: list[tuple[object, ...]] = []
+    for drafts in calls:
+        records: list[AuditRecord] = []
+        for draft in drafts:
+            record = draft.to_record(next_seq)
+            rows.append((*prefix, *record_row(record)))
+            records.append(record)
+            next_seq += 1
+        results.append(records)
+    return results, rows

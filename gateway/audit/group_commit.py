@@ -20,6 +20,7 @@ import structlog
 
 from gateway.audit.errors import AuditError
 from gateway.audit.records import AuditRecord, AuditRecordDraft
+from gateway.audit.store import AuditStats
 
 __all__ = ["CommitFunction", "GroupCommitter"]
 
@@ -92,6 +93,15 @@ class GroupCommitter:
         done: asyncio.Future[list[AuditRecord]] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait(_Pending(tuple(drafts), done))
         return await done
+
+    def stats(self) -> AuditStats:
+        """Transactions committed, records appended, calls queued, last commit latency."""
+        return AuditStats(
+            commits=self.commits,
+            records=self.records,
+            queue_depth=self.queue_depth,
+            last_commit_seconds=self.last_commit_seconds,
+        )
 
     def add_listener(self, listener: Callable[[int], None]) -> None:
         """Call ``listener(records)`` on the event loop after each successful commit."""

@@ -28,7 +28,7 @@ import asyncpg
 import structlog
 
 from gateway.audit import merkle
-from gateway.audit.columns import RECORD_COLUMNS, record_row
+from gateway.audit.columns import RECORD_COLUMNS, numbered_rows
 from gateway.audit.errors import AuditError, InvalidAuditRecord
 from gateway.audit.group_commit import GroupCommitter
 from gateway.audit.merkle import HASH_SIZE, CompactRange
@@ -172,7 +172,7 @@ class PostgresAuditStore:
                 )
                 if not isinstance(first, int):
                     raise AuditError(f"the audit log {self.origin} is gone from the database")
-                results, rows = self._rows(calls, first)
+                results, rows = numbered_rows(calls, first, (self._log_id,))
                 await conn.copy_records_to_table(
                     "records",
                     schema_name=self._tables.schema,
@@ -182,21 +182,6 @@ class PostgresAuditStore:
             return results
 
         return await self._with_connection(write, "cannot write to the audit database")
-
-    def _rows(
-        self, calls: list[tuple[AuditRecordDraft, ...]], next_seq: int
-    ) -> tuple[list[list[AuditRecord]], list[tuple[object, ...]]]:
-        results: list[list[AuditRecord]] = []
-        rows: list[tuple[object, ...]] = []
-        for drafts in calls:
-            records: list[AuditRecord] = []
-            for draft in drafts:
-                record = draft.to_record(next_seq)
-                rows.append((self._log_id, *record_row(record)))
-                records.append(record)
-                next_seq += 1
-            results.append(records)
-        return results, rows
 
     def add_commit_listener(self, listener: Callable[[int], None]) -> None:
         """Call ``listener(records)`` on the event loop after each successful commit."""
@@ -330,12 +315,7 @@ class PostgresAuditStore:
 
     def stats(self) -> AuditStats:
         """Transactions committed, records appended, calls queued, last commit latency."""
-        return AuditStats(
-            commits=self._committer.commits,
-            records=self._committer.records,
-            queue_depth=self._committer.queue_depth,
-            last_commit_seconds=self._committer.last_commit_seconds,
-        )
+        return self._committer.stats()
 
     # --- reads -----------------------------------------------------------------------------
 

@@ -28,7 +28,7 @@ from typing import Final, TypeVar
 import orjson
 
 from gateway.audit.checkpoint import Checkpoint
-from gateway.audit.columns import RECORD_COLUMNS, columns_of_document, record_row
+from gateway.audit.columns import RECORD_COLUMNS, columns_of_document, numbered_rows
 from gateway.audit.errors import AuditError, InvalidAuditRecord
 from gateway.audit.merkle import HASH_SIZE, CompactRange
 from gateway.audit.query import RecordQuery, where_clause
@@ -230,7 +230,7 @@ class SqliteLog:
         """
 
         def write(conn: sqlite3.Connection) -> list[list[AuditRecord]]:
-            results, rows = _rows(calls, _size(conn))
+            results, rows = numbered_rows(calls, _size(conn))
             conn.executemany(_INSERT, rows)
             return results
 
@@ -530,22 +530,6 @@ def _migrate_to_v3(conn: sqlite3.Connection, version: int) -> None:
     )
     for statement in (*INDEXES, _NODES):
         conn.execute(statement)
-
-
-def _rows(
-    calls: Sequence[Sequence[AuditRecordDraft]], next_seq: int
-) -> tuple[list[list[AuditRecord]], list[tuple[object, ...]]]:
-    results: list[list[AuditRecord]] = []
-    rows: list[tuple[object, ...]] = []
-    for drafts in calls:
-        records: list[AuditRecord] = []
-        for draft in drafts:
-            record = draft.to_record(next_seq)
-            rows.append(record_row(record))
-            records.append(record)
-            next_seq += 1
-        results.append(records)
-    return results, rows
 
 
 def _blob(value: object) -> bytes | None:

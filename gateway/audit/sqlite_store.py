@@ -151,12 +151,7 @@ class SqliteAuditStore:
 
     def stats(self) -> AuditStats:
         """Transactions committed, records appended, calls queued, last commit latency."""
-        return AuditStats(
-            commits=self._committer.commits,
-            records=self._committer.records,
-            queue_depth=self._committer.queue_depth,
-            last_commit_seconds=self._committer.last_commit_seconds,
-        )
+        return self._committer.stats()
 
     # --- reads -----------------------------------------------------------------------------
 
