@@ -51,7 +51,8 @@ class LeafSource(Protocol):
     """Where proofs read leaf hashes from: ``leaf_hashes(start, end)`` is [start, end).
 
     A source may also have ``stored_node(height, start) -> bytes | None``: the hash of the
-    perfect subtree of 2^height leaves from ``start``, if saved (`NodeCache` uses it).
+    perfect subtree of 2^height leaves from ``start``, if saved; and ``stored_nodes(keys)``,
+    the same for many ``(height, start)`` at once, as a dict (`NodeCache` uses them).
     """
 
     def leaf_hashes(self, start: int, end: int) -> Sequence[bytes]:
@@ -233,6 +234,36 @@ class NodeCache:
     def __len__(self) -> int:
         return len(self._nodes)
 
+    def prefetch(
+        self, source: LeafSource | Sequence[bytes], ranges: Sequence[tuple[int, int]]
+    ) -> None:
+        """Load, in one call, the saved hashes of the perfect subtrees that computing
+        ``ranges`` will look for (a source with ``stored_nodes(keys)``; else nothing)."""
+        stored = getattr(source, "stored_nodes", None)
+        if stored is None:
+            return
+        wanted: list[tuple[int, int]] = []  # (height, start)
+
+        def walk(start: int, end: int) -> None:
+            size = end - start
+            if size < self.min_size or (self.base is not None and end <= self.base.size):
+                return
+            if size & (size - 1) == 0 and start % size == 0:
+                if (start, end) not in self._nodes:
+                    wanted.append((size.bit_length() - 1, start))
+                return
+            k = _split(size)
+            walk(start, start + k)
+            walk(start + k, end)
+
+        for start, end in ranges:
+            walk(start, end)
+        if wanted:
+            found: dict[tuple[int, int], bytes] = stored(wanted)
+            for (height, start), node in found.items():
+                if len(self._nodes) < self.max_entries and len(node) == HASH_SIZE:
+                    self._nodes[start, start + (1 << height)] = node
+
     def subtree_hash(self, source: LeafSource | Sequence[bytes], start: int, end: int) -> bytes:
         """MTH(D[start:end]), from the cache where its perfect subtrees are known."""
         size = end - start
@@ -320,7 +351,10 @@ def inclusion_proof(
     """The audit path of leaf ``index`` in the tree of the first ``tree_size`` leaves."""
     if not 0 <= index < tree_size:
         raise InvalidProof(f"leaf {index} is not in a tree of size {tree_size}")
-    return [subtree_hash(source, a, b, cache) for a, b in _inclusion_ranges(index, tree_size)]
+    ranges = _inclusion_ranges(index, tree_size)
+    if cache is not None:
+        cache.prefetch(source, ranges)
+    return [subtree_hash(source, a, b, cache) for a, b in ranges]
 
 
 def consistency_proof(
@@ -338,6 +372,8 @@ def consistency_proof(
     if old_size in (0, new_size):
         return []
     ranges = _consistency_ranges(old_size, new_size)
+    if cache is not None:
+        cache.prefetch(source, ranges)
     return [subtree_hash(source, a, b, cache) for a, b in ranges]
 
 

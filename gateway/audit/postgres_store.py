@@ -399,6 +399,18 @@ class PostgresAuditStore:
         )
         return bytes(value) if isinstance(value, bytes) and len(value) == HASH_SIZE else None
 
+    async def stored_nodes(self, keys: Sequence[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
+        """The saved subtree hashes among ``keys`` (``(height, start)``), by key."""
+        rows = await self._fetch(
+            f"SELECT n.height, n.start, n.hash FROM {self._tables.nodes} n"  # noqa: S608 (validated identifier)
+            " JOIN unnest($2::smallint[], $3::bigint[]) AS k (height, start)"
+            " ON n.height = k.height AND n.start = k.start WHERE n.log_id = $1",
+            self._log_id,
+            [height for height, _ in keys],
+            [start for _, start in keys],
+        )
+        return {(height, start): bytes(value) for height, start, value in rows}
+
     async def latest_checkpoint(self) -> StoredCheckpoint | None:
         """The stored checkpoint of the largest tree size, if any."""
         rows = await self._fetch(
@@ -534,6 +546,10 @@ class _BridgedLeaves:
     def stored_node(self, height: int, start: int) -> bytes | None:
         """A saved subtree hash (see `LeafSource`)."""
         return self._wait(self._store.stored_node(height, start))
+
+    def stored_nodes(self, keys: Sequence[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
+        """Saved subtree hashes, many at once (see `LeafSource`)."""
+        return self._wait(self._store.stored_nodes(keys))
 
     def _wait(self, operation: Coroutine[Any, Any, _T]) -> _T:
         future = asyncio.run_coroutine_threadsafe(operation, self._loop)

@@ -437,6 +437,19 @@ class SqliteLog:
         value = rows[0][0] if rows else None
         return value if isinstance(value, bytes) and len(value) == HASH_SIZE else None
 
+    def stored_nodes(self, keys: Sequence[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
+        """The saved subtree hashes among ``keys`` (``(height, start)``), by key."""
+        found: dict[tuple[int, int], bytes] = {}
+        for low in range(0, len(keys), 400):
+            chunk = keys[low : low + 400]
+            clause = " OR ".join("(height = ? AND start = ?)" for _ in chunk)
+            params = [value for key in chunk for value in key]
+            rows = self._read(f"SELECT height, start, hash FROM tree_nodes WHERE {clause}", params)  # noqa: S608 (placeholders only)
+            for height, start, value in rows:
+                if isinstance(height, int) and isinstance(start, int) and isinstance(value, bytes):
+                    found[height, start] = value
+        return found
+
     def raw_rows(self, start: int, end: int) -> list[tuple[object, ...]]:
         """Whole stored rows (`RECORD_COLUMNS`) of records ``start`` to ``end - 1``."""
         return self._read(
