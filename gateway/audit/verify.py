@@ -110,6 +110,11 @@ class VerifyReport:
         """Whether the whole log verified."""
         return self.problem is None
 
+    @property
+    def path(self) -> Path:
+        """The log's file, for a SQLite log (what ``source`` names)."""
+        return Path(self.source)
+
     def summary(self) -> str:
         """A few lines for the operator."""
         if not self.ok:
