@@ -1,12 +1,14 @@
 """Throughput of durable audit appends: group commit against one transaction per append.
 
-Each run opens a fresh SQLite audit log (WAL, synchronous=FULL) in a temporary directory on
-the given filesystem and lets ``--concurrency`` tasks append exchanges (a request and a
-response record per call, as the pipeline's refusal path does, or one record per call with
-``--records-per-call 1``) until ``--calls`` calls are done. Both modes run in the same
-invocation with the same drafts, so the ratio is what matters.
+Each run opens a fresh audit log — SQLite (WAL, synchronous=FULL) in a temporary directory
+on the given filesystem, or PostgreSQL (synchronous_commit on) in a throwaway schema — and
+lets ``--concurrency`` tasks append exchanges (a request and a response record per call,
+as the pipeline's refusal path does, or one record per call with ``--records-per-call 1``)
+until ``--calls`` calls are done. Both modes run in the same invocation with the same
+drafts, so the ratio is what matters.
 
     .venv/bin/python bench/audit_append.py [--calls 4000] [--concurrency 64] [--dir /var/tmp]
+        [--store sqlite|postgres|both] [--dsn postgresql://127.0.0.1:5432/test]
 """
 
 from __future__ import annotations
@@ -23,7 +25,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from gateway.audit import AuditRecordDraft, SqliteAuditStore, body_fields
+import asyncpg
+
+from gateway.audit import AuditRecordDraft, PostgresAuditStore, SqliteAuditStore, body_fields
+from gateway.audit.store import AuditStore
 
 BODY = b"<soap:Envelope>" + b"x" * 2000 + b"</soap:Envelope>"  # about 2 KB, as in SPEC P1
 
@@ -59,9 +64,8 @@ def _drafts(count: int, per_call: int) -> list[list[AuditRecordDraft]]:
 
 
 async def _run(
-    directory: Path, calls: list[list[AuditRecordDraft]], concurrency: int, group_commit: bool
+    store: AuditStore, calls: list[list[AuditRecordDraft]], concurrency: int
 ) -> dict[str, float]:
-    store = SqliteAuditStore(directory / "audit.db", group_commit=group_commit)
     await store.open()
     latencies: list[float] = []
     work = iter(calls)
@@ -88,32 +92,71 @@ async def _run(
     }
 
 
-async def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--calls", type=int, default=4000)
-    parser.add_argument("--concurrency", type=int, default=64)
-    parser.add_argument("--records-per-call", type=int, choices=(1, 2), default=1)
-    parser.add_argument("--dir", type=Path, default=None, help="filesystem to test")
-    args = parser.parse_args()
-    calls = _drafts(args.calls, args.records_per_call)
+async def _sqlite(args: argparse.Namespace, calls: list[list[AuditRecordDraft]]) -> None:
     print(
-        f"{args.calls} calls x {args.records_per_call} record(s), "
+        f"SQLite: {args.calls} calls x {args.records_per_call} record(s), "
         f"concurrency {args.concurrency}, durable (WAL, synchronous=FULL)"
     )
     results = {}
     for name, group in (("one transaction per append", False), ("group commit", True)):
         with tempfile.TemporaryDirectory(dir=args.dir) as directory:
-            results[name] = result = await _run(Path(directory), calls, args.concurrency, group)
-        print(
-            f"  {name:27} {result['records_per_s']:9.0f} records/s  "
-            f"{result['commits']:6.0f} commits  {result['records_per_commit']:6.1f} rec/commit  "
-            f"p50 {result['p50_ms']:6.2f} ms  p99 {result['p99_ms']:6.2f} ms"
+            store = SqliteAuditStore(Path(directory) / "audit.db", group_commit=group)
+            results[name] = result = await _run(store, calls, args.concurrency)
+        _print(name, result)
+    _ratio(results)
+
+
+async def _postgres(args: argparse.Namespace, calls: list[list[AuditRecordDraft]]) -> None:
+    print(
+        f"PostgreSQL: {args.calls} calls x {args.records_per_call} record(s), "
+        f"concurrency {args.concurrency}, durable (synchronous_commit on)"
+    )
+    results = {}
+    for name, group in (("one transaction per append", False), ("group commit", True)):
+        schema = f"obmin_bench_{uuid.uuid4().hex[:10]}"
+        store = PostgresAuditStore(
+            args.dsn, "bench.obmin.local/gateway", schema=schema, group_commit=group, pool_size=8
         )
+        try:
+            results[name] = result = await _run(store, calls, args.concurrency)
+        finally:
+            conn = await asyncpg.connect(args.dsn)
+            await conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+            await conn.close()
+        _print(name, result)
+    _ratio(results)
+
+
+def _print(name: str, result: dict[str, float]) -> None:
+    print(
+        f"  {name:27} {result['records_per_s']:9.0f} records/s  "
+        f"{result['commits']:6.0f} commits  {result['records_per_commit']:6.1f} rec/commit  "
+        f"p50 {result['p50_ms']:6.2f} ms  p99 {result['p99_ms']:6.2f} ms"
+    )
+
+
+def _ratio(results: dict[str, dict[str, float]]) -> None:
     ratio = (
         results["group commit"]["records_per_s"]
         / results["one transaction per append"]["records_per_s"]
     )
     print(f"  group commit / one per append: {ratio:.1f}x")
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--calls", type=int, default=4000)
+    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--records-per-call", type=int, choices=(1, 2), default=1)
+    parser.add_argument("--dir", type=Path, default=None, help="filesystem to test (SQLite)")
+    parser.add_argument("--store", choices=("sqlite", "postgres", "both"), default="sqlite")
+    parser.add_argument("--dsn", default="postgresql://127.0.0.1:5432/test")
+    args = parser.parse_args()
+    calls = _drafts(args.calls, args.records_per_call)
+    if args.store in ("sqlite", "both"):
+        await _sqlite(args, calls)
+    if args.store in ("postgres", "both"):
+        await _postgres(args, calls)
 
 
 if __name__ == "__main__":

@@ -2,38 +2,58 @@
 
 Auditors authenticate with a bearer token that has the ``auditor`` role. A token scoped to
 members (``members:`` in its configuration) sees only records whose client or service
-belongs to one of those members: other records are not filtered out of a page, they do not
+belongs to one of those members: the scope is a filter of the store's query, like the
+auditor's own filters, so a page is never short because of it, and other records do not
 exist for that auditor (a record asked for by number answers 404, as an unknown one does).
+
+Every filter is answered by the store's indexes (`RecordQuery`); query parameters are parsed
+by `parse_records_query`, a pure function that turns anything malformed into
+`InvalidAuditQuery` (400 with a message), never into a server error.
 """
 
 from __future__ import annotations
 
 import base64
-from collections.abc import Callable
+import re
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, Final, cast
 
 import orjson
+import structlog
 from aiohttp import web
+from multidict import MultiMapping
 
 from gateway.admin_auth import authenticate_token, json_response
-from gateway.audit import AuditRecord, AuditStore, InvalidAuditQuery, leaf_hash
+from gateway.audit import (
+    AuditError,
+    AuditRecord,
+    AuditStore,
+    Direction,
+    InvalidAuditQuery,
+    RecordQuery,
+    RecordsArchived,
+    leaf_hash,
+)
+from gateway.audit.query import MAX_SEQ, parse_status
 from gateway.settings import AdminToken
 from gateway.state import STATE
 
-__all__ = ["add_audit_routes"]
+__all__ = ["PAGE_MAX", "add_audit_routes", "parse_records_query"]
 
-PAGE_MAX = 500
-SCAN_MAX = 20_000  # records examined per request for filters the store cannot index
+log = structlog.get_logger("obmin.audit")
 
-_EQUALITY_FILTERS = ("client", "service", "message_id", "request_id")
-_SCANNED_FILTERS = ("user_id", "subject_id", "direction", "outcome", "fault_code")
+PAGE_MAX: Final = 500
+_TEXT_FILTERS: Final = ("client", "service", "message_id", "request_id", "user_id", "subject_id")
+_PARAMETERS: Final = frozenset(
+    {*_TEXT_FILTERS, "direction", "status", "since", "until", "cursor", "limit"}
+)
+_INTEGER = re.compile(r"-?[0-9]{1,20}")  # ASCII digits only: int() also reads other scripts'
 
 
 def _error(status: int, message: str) -> web.Response:
-    return json_response(
-        {"type": "InvalidQuery" if status == 400 else "NotFound", "message": message}, status=status
-    )
+    kinds = {400: "InvalidQuery", 404: "NotFound", 410: "RecordsArchived", 503: "LoggingFailed"}
+    return json_response({"type": kinds[status], "message": message}, status=status)
 
 
 def _b64(data: bytes) -> str:
@@ -47,114 +67,117 @@ def _recordjson_response(record: AuditRecord) -> dict[str, Any]:
     return data
 
 
-def _in_scope(token: AdminToken) -> Callable[[AuditRecord], bool]:
-    if not token.members:
-        return lambda record: True
-    members = set(token.members)
-
-    def visible(record: AuditRecord) -> bool:
-        for identifier in (record.client, record.service):
-            if identifier and "/".join(identifier.split("/")[:3]) in members:
-                return True
-        return False
-
-    return visible
+def _integer(value: str, name: str, low: int, high: int) -> int:
+    if not _INTEGER.fullmatch(value) or not low <= int(value) <= high:
+        raise InvalidAuditQuery(f"{name} must be an integer from {low} to {high}, got {value!r}")
+    return int(value)
 
 
-def _time(value: str | None, name: str) -> datetime | None:
-    if value is None:
-        return None
+def _time(value: str, name: str) -> datetime:
     try:
         parsed = datetime.fromisoformat(value)
     except ValueError as exc:
         raise InvalidAuditQuery(f"{name} must be an ISO 8601 time, got {value!r}") from exc
-    if parsed.tzinfo is None:
-        raise InvalidAuditQuery(f"{name} must carry a time zone")
+    if parsed.tzinfo is None or parsed.utcoffset() is None:
+        raise InvalidAuditQuery(f"{name} must carry a time zone, got {value!r}")
     return parsed
 
 
-def _store(request: web.Request) -> AuditStore:
-    env = request.app[STATE].env
-    if env is None:
-        raise web.HTTPServiceUnavailable()
-    return env.audit
+def parse_records_query(
+    query: Mapping[str, str] | MultiMapping[str], members: tuple[str, ...] = ()
+) -> RecordQuery:
+    """The store query an auditor's ``GET /audit/v1/records`` asks for; `InvalidAuditQuery`.
 
-
-async def _records(request: web.Request) -> web.Response:
-    token = authenticate_token(request, "auditor")
-    if isinstance(token, web.Response):
-        return token
-    query = request.query
-    unknown = set(query) - {
-        *_EQUALITY_FILTERS,
-        *_SCANNED_FILTERS,
-        "since",
-        "until",
-        "status",
-        "cursor",
-        "limit",
-    }
+    ``members`` is the auditor's scope (empty: every record). The page is fetched one record
+    longer than ``limit``, to know whether there is a next page.
+    """
+    unknown = set(query) - _PARAMETERS
     if unknown:
-        return _error(400, f"unknown query parameters: {', '.join(sorted(unknown))}")
-    try:
-        limit = int(query.get("limit", "100"))
-        cursor = int(query.get("cursor", "-1"))
-        since, until = _time(query.get("since"), "since"), _time(query.get("until"), "until")
-        status = int(query["status"]) if "status" in query else None
-    except (ValueError, InvalidAuditQuery) as exc:
-        return _error(400, str(exc))
-    if not 1 <= limit <= PAGE_MAX:
-        return _error(400, f"limit must be from 1 to {PAGE_MAX}")
-    visible = _in_scope(token)
-    indexed = {k: query[k] for k in _EQUALITY_FILTERS if k in query}
-    scanned = {k: query[k] for k in _SCANNED_FILTERS if k in query}
-    found: list[AuditRecord] = []
-    examined = 0
-    after = cursor
-    store = _store(request)
-    exhausted = False
-    while len(found) < limit and examined < SCAN_MAX:
-        batch = await store.query(
-            after_seq=after,
-            limit=PAGE_MAX,
-            client=indexed.get("client"),
-            service=indexed.get("service"),
-            message_id=indexed.get("message_id"),
-            request_id=indexed.get("request_id"),
+        raise InvalidAuditQuery(
+            f"unknown query parameters: {', '.join(sorted(map(repr, unknown)))}"
         )
-        if not batch:
-            exhausted = True
-            break
-        for record in batch:
-            after = record.seq
-            examined += 1
-            if not visible(record):
-                continue
-            if any(str(getattr(record, k) or "") != v for k, v in scanned.items()):
-                continue
-            if status is not None and record.http_status != status:
-                continue
-            if (since and record.time < since) or (until and record.time > until):
-                continue
-            found.append(record)
-            if len(found) == limit:
-                break
-    body: dict[str, Any] = {"records": [_recordjson_response(r) for r in found]}
-    body["next_cursor"] = None if exhausted else after
+    values: dict[str, str] = {}
+    for name in query:
+        given = query.getall(name) if isinstance(query, MultiMapping) else [query[name]]
+        if len(given) > 1:
+            raise InvalidAuditQuery(f"{name} is given {len(given)} times")
+        values[name] = given[0]
+    limit = _integer(values.get("limit", "100"), "limit", 1, PAGE_MAX)
+    cursor = _integer(values.get("cursor", "-1"), "cursor", -1, MAX_SEQ)
+    since = _time(values["since"], "since") if "since" in values else None
+    until = _time(values["until"], "until") if "until" in values else None
+    direction = values.get("direction")
+    if direction is not None and direction not in ("request", "response"):
+        raise InvalidAuditQuery(f"direction must be request or response, got {direction!r}")
+    for name in _TEXT_FILTERS:
+        if values.get(name) == "":
+            raise InvalidAuditQuery(f"{name} must not be empty")
+    status = parse_status(values["status"]) if "status" in values else None
+    selection = RecordQuery(
+        since=since,
+        until=until,
+        client=values.get("client"),
+        service=values.get("service"),
+        message_id=values.get("message_id"),
+        request_id=values.get("request_id"),
+        user_id=values.get("user_id"),
+        subject_id=values.get("subject_id"),
+        status=status,
+        direction=cast(Direction | None, direction),  # checked above
+        members=members or None,
+        after_seq=cursor,
+        limit=limit + 1,
+    )
+    if since is not None and until is not None and since > until:
+        raise InvalidAuditQuery("since is later than until")
+    return selection
+
+
+_Handler = Callable[[web.Request, AdminToken, AuditStore], Awaitable[web.Response]]
+
+
+def _auditor(handler: _Handler) -> Callable[[web.Request], Awaitable[web.Response]]:
+    """Authenticate, find the store, and map audit errors to statuses (never a 500)."""
+
+    async def handle(request: web.Request) -> web.Response:
+        token = authenticate_token(request, "auditor")
+        if isinstance(token, web.Response):
+            return token
+        env = request.app[STATE].env
+        if env is None:
+            raise web.HTTPServiceUnavailable()
+        try:
+            return await handler(request, token, env.audit)
+        except InvalidAuditQuery as exc:
+            return _error(400, str(exc))
+        except RecordsArchived as exc:
+            return _error(410, str(exc))
+        except AuditError as exc:
+            log.exception("auditor API: the audit store failed", reason=str(exc))
+            return _error(503, "the audit log cannot be read now")
+
+    return handle
+
+
+async def _records(request: web.Request, token: AdminToken, store: AuditStore) -> web.Response:
+    selection = parse_records_query(request.query, token.members)
+    found = await store.query(**_filters(selection))
+    page = found[: selection.limit - 1]
+    more = len(found) == selection.limit
+    body: dict[str, Any] = {"records": [_recordjson_response(r) for r in page]}
+    body["next_cursor"] = page[-1].seq if more and page else None
     return json_response(body)
 
 
-async def _record(request: web.Request) -> web.Response:
-    token = authenticate_token(request, "auditor")
-    if isinstance(token, web.Response):
-        return token
-    try:
-        seq = int(request.match_info["seq"])
-    except ValueError:
-        return _error(400, "the sequence number must be an integer")
-    store = _store(request)
-    batch = await store.query(after_seq=seq - 1, limit=1) if seq >= 0 else []
-    if not batch or batch[0].seq != seq or not _in_scope(token)(batch[0]):
+def _filters(selection: RecordQuery) -> dict[str, Any]:
+    return {name: getattr(selection, name) for name in RecordQuery.__dataclass_fields__}
+
+
+async def _record(request: web.Request, token: AdminToken, store: AuditStore) -> web.Response:
+    text = request.match_info["seq"]
+    seq = _integer(text, "the sequence number", 0, MAX_SEQ)
+    batch = await store.query(after_seq=seq - 1, limit=1, members=token.members or None)
+    if not batch or batch[0].seq != seq:
         return _error(404, f"no record {seq}")
     record = batch[0]
     body: dict[str, Any] = {"record": _recordjson_response(record), "inclusion_proof": None}
@@ -170,11 +193,8 @@ async def _record(request: web.Request) -> web.Response:
     return json_response(body)
 
 
-async def _checkpoint(request: web.Request) -> web.Response:
-    token = authenticate_token(request, "auditor")
-    if isinstance(token, web.Response):
-        return token
-    latest = await _store(request).latest_checkpoint()
+async def _checkpoint(request: web.Request, token: AdminToken, store: AuditStore) -> web.Response:
+    latest = await store.latest_checkpoint()
     if latest is None:
         return _error(404, "no checkpoint has been signed yet")
     cp = latest.checkpoint
@@ -189,17 +209,14 @@ async def _checkpoint(request: web.Request) -> web.Response:
     )
 
 
-async def _consistency(request: web.Request) -> web.Response:
-    token = authenticate_token(request, "auditor")
-    if isinstance(token, web.Response):
-        return token
-    try:
-        old, new = int(request.query["from"]), int(request.query["to"])
-    except (KeyError, ValueError):
-        return _error(400, "from and to must be tree sizes")
-    store = _store(request)
+async def _consistency(request: web.Request, token: AdminToken, store: AuditStore) -> web.Response:
+    unknown = set(request.query) - {"from", "to"}
+    if unknown or "from" not in request.query or "to" not in request.query:
+        return _error(400, "give exactly from and to (tree sizes)")
+    old = _integer(request.query["from"], "from", 1, MAX_SEQ)
+    new = _integer(request.query["to"], "to", 1, MAX_SEQ)
     size = await store.count()
-    if not 0 < old <= new <= size:
+    if not old <= new <= size:
         return _error(400, f"need 0 < from <= to <= {size}")
     proof = await store.consistency_proof(old, new)
     return json_response({"from": old, "to": new, "hashes": [_b64(h) for h in proof]})
@@ -211,10 +228,10 @@ async def _openapi(request: web.Request) -> web.Response:
 
 def add_audit_routes(app: web.Application) -> None:
     """Add the auditor API to the admin application."""
-    app.router.add_get("/audit/v1/records", _records)
-    app.router.add_get("/audit/v1/records/{seq}", _record)
-    app.router.add_get("/audit/v1/checkpoint", _checkpoint)
-    app.router.add_get("/audit/v1/proofs/consistency", _consistency)
+    app.router.add_get("/audit/v1/records", _auditor(_records))
+    app.router.add_get("/audit/v1/records/{seq}", _auditor(_record))
+    app.router.add_get("/audit/v1/checkpoint", _auditor(_checkpoint))
+    app.router.add_get("/audit/v1/proofs/consistency", _auditor(_consistency))
     app.router.add_get("/audit/v1/openapi.json", _openapi)
 
 
@@ -239,8 +256,9 @@ OPENAPI: dict[str, Any] = {
                 "summary": "Audit records matching every filter, oldest first, with a cursor",
                 "security": _AUTH,
                 "parameters": [
-                    *(_param(n) for n in (*_EQUALITY_FILTERS, *_SCANNED_FILTERS)),
-                    _param("status", "integer", "HTTP status of the record"),
+                    *(_param(n) for n in _TEXT_FILTERS),
+                    _param("direction", description="request or response"),
+                    _param("status", description="HTTP status (digits) or fault code"),
                     _param("since", description="ISO 8601 time with zone"),
                     _param("until", description="ISO 8601 time with zone"),
                     _param("cursor", "integer", "next_cursor of the previous page"),
@@ -250,6 +268,7 @@ OPENAPI: dict[str, Any] = {
                     "200": {"description": "records and next_cursor"},
                     "400": {"description": "invalid query"},
                     "401": {"description": "no valid token"},
+                    "503": {"description": "the audit store cannot be read now"},
                 },
             }
         },
@@ -278,7 +297,11 @@ OPENAPI: dict[str, Any] = {
                 "summary": "RFC 9162 consistency proof between two tree sizes",
                 "security": _AUTH,
                 "parameters": [_param("from", "integer"), _param("to", "integer")],
-                "responses": {"200": {"description": "proof hashes"}},
+                "responses": {
+                    "200": {"description": "proof hashes"},
+                    "400": {"description": "invalid tree sizes"},
+                    "410": {"description": "the proof needs archived records"},
+                },
             }
         },
     },

@@ -291,16 +291,59 @@ def _cmd_audit_verify(args: argparse.Namespace) -> int:
     from gateway.audit import verify_log_cli
 
     settings = load_settings(args.config)
-    passphrase = settings.keys.passphrase(os.environ)
-    code, output = verify_log_cli(settings, vkey=args.vkey, passphrase=passphrase)
+    code, output = verify_log_cli(
+        settings,
+        vkey=args.vkey,
+        workers=args.workers,
+        passphrase=settings.keys.passphrase(os.environ),
+        archives=args.archives,
+    )
+    print(output)
+    return code
+
+
+def _cmd_audit_verify_archive(args: argparse.Namespace) -> int:
+    from gateway.audit import verify_archive_cli
+    from security.pki_keys import pki_passphrase
+
+    settings = load_settings(args.config) if args.config is not None else None
+    passphrase = (
+        settings.keys.passphrase(os.environ) if settings is not None else pki_passphrase(os.environ)
+    )
+    code, output = verify_archive_cli(
+        args.files, vkey=args.vkey, settings=settings, passphrase=passphrase
+    )
+    print(output)
+    return code
+
+
+def _cmd_audit_archive(args: argparse.Namespace) -> int:
+    from gateway.audit.retention import archive_cli
+
+    settings = load_settings(args.config)
+    code, output = asyncio.run(
+        archive_cli(
+            settings,
+            older_than_days=args.older_than_days,
+            passphrase=settings.keys.passphrase(os.environ),
+        )
+    )
     print(output)
     return code
 
 
 def _cmd_audit_query(args: argparse.Namespace) -> int:
-    from gateway.audit import query_records_cli
+    from datetime import datetime
+
+    from gateway.audit import InvalidAuditQuery, query_records_cli
+    from gateway.audit.query import parse_status
 
     settings = load_settings(args.config)
+    try:
+        since = datetime.fromisoformat(args.since) if args.since else None
+        until = datetime.fromisoformat(args.until) if args.until else None
+    except ValueError as exc:
+        raise InvalidAuditQuery(f"--since/--until: not an ISO 8601 time: {exc}") from exc
     print(
         asyncio.run(
             query_records_cli(
@@ -308,6 +351,13 @@ def _cmd_audit_query(args: argparse.Namespace) -> int:
                 request_id=args.request_id,
                 message_id=args.message_id,
                 client=args.client,
+                service=args.service,
+                user_id=args.user_id,
+                subject_id=args.subject_id,
+                status=parse_status(args.status) if args.status else None,
+                direction=args.direction,
+                since=since,
+                until=until,
                 limit=args.limit,
             )
         )
@@ -428,12 +478,40 @@ def _parser() -> argparse.ArgumentParser:
     verify.add_argument(
         "--vkey", help="the log's verifier key (name+id+key); default: keys.log_key"
     )
+    verify.add_argument(
+        "--archives", type=Path, help="directory of archive files to verify with the live log"
+    )
+    verify.add_argument("--workers", type=int, help="worker processes (default: one per CPU)")
     verify.set_defaults(func=_cmd_audit_verify)
+    verify_archive = audit.add_parser(
+        "verify-archive", help="verify archive files alone, offline, with the log's public key"
+    )
+    verify_archive.add_argument("files", type=Path, nargs="+")
+    verify_archive.add_argument("--vkey", help="the log's verifier key (name+id+key)")
+    verify_archive.add_argument(
+        "-c", "--config", type=Path, help="settings whose keys.log_key to use instead"
+    )
+    verify_archive.set_defaults(func=_cmd_audit_verify_archive)
+    archive = audit.add_parser(
+        "archive", help="move records past the retention age to archive files now"
+    )
+    archive.add_argument("-c", "--config", type=Path, default=DEFAULT_CONFIG)
+    archive.add_argument(
+        "--older-than-days", type=float, help="default: audit.retention_max_age_days"
+    )
+    archive.set_defaults(func=_cmd_audit_archive)
     query = audit.add_parser("query", help="list audit records")
     query.add_argument("-c", "--config", type=Path, default=DEFAULT_CONFIG)
     query.add_argument("--request-id")
     query.add_argument("--message-id")
     query.add_argument("--client")
+    query.add_argument("--service")
+    query.add_argument("--user-id")
+    query.add_argument("--subject-id")
+    query.add_argument("--status", help="HTTP status (digits) or fault code")
+    query.add_argument("--direction", choices=("request", "response"))
+    query.add_argument("--since", help="ISO 8601 time with zone")
+    query.add_argument("--until", help="ISO 8601 time with zone")
     query.add_argument("--limit", type=int, default=20)
     query.set_defaults(func=_cmd_audit_query)
 

@@ -18,6 +18,7 @@ import structlog
 from aiohttp import web
 
 from gateway.audit import AuditStore, Checkpointer, open_audit_store
+from gateway.audit.retention import run_retention
 from gateway.context import ExchangeEnv, GatewaySigner
 from gateway.metrics import GatewayMetrics
 from gateway.ratelimit import MemoryRateLimiter, RateLimiter, RedisRateLimiter
@@ -111,6 +112,9 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
                 audit, settings.audit, settings.keys.log_key, passphrase
             )
             await checkpointer.start()
+            if settings.audit.retention_max_age_days is not None:  # SPEC 8 retention
+                retention = run_retention(audit, settings.audit, checkpointer.verifier_key)
+                state.spawn(retention, "audit-retention")
         # One checker for the process: its OCSP/CRL caches outlive registry reloads.
         revocation = RevocationChecker(session, revocation_config(settings.revocation))
         replay, rate_limiter = _shared_state(settings)

@@ -24,7 +24,14 @@ from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import ErrorDetails
 
 from gateway.errors import GatewayError
@@ -120,13 +127,32 @@ class AdminToken(_Model):
 
 
 class AuditSettings(_Model):
-    """Where the audit log is kept."""
+    """Where the audit log is kept, how it is checkpointed, and how long records stay.
 
-    store: Literal["sqlite"] = "sqlite"
+    ``store: sqlite`` keeps the log in the file ``path``; ``store: postgres`` in the
+    database ``dsn`` (a libpq URI; ``OBMIN_AUDIT__DSN`` overrides it, so a password need not
+    be in the file), schema ``postgres_schema``, as the log of ``origin``.
+    ``retention_max_age_days`` (unset: keep everything) moves older records to archive files
+    in ``archive_dir``, checked every ``retention_interval_seconds``.
+    """
+
+    store: Literal["sqlite", "postgres"] = "sqlite"
     path: Path = Path("var/audit.db")
+    dsn: str | None = None
+    postgres_schema: str = Field(default="obmin_audit", pattern=r"^[a-z_][a-z0-9_]{0,62}$")
     origin: str = "obmin.local/gateway"
     checkpoint_interval_seconds: float = Field(default=5.0, gt=0)
     checkpoint_every_records: int = Field(default=1000, gt=0)
+    retention_max_age_days: float | None = Field(default=None, gt=0)
+    archive_dir: Path = Path("var/audit-archive")
+    retention_interval_seconds: float = Field(default=3600.0, gt=0)
+    archive_max_records: int = Field(default=1_000_000, gt=0)
+
+    @model_validator(mode="after")
+    def _postgres_needs_dsn(self) -> AuditSettings:
+        if self.store == "postgres" and not self.dsn:
+            raise ValueError("audit.store postgres needs audit.dsn (or OBMIN_AUDIT__DSN)")
+        return self
 
 
 class SharedStateSettings(_Model):
@@ -200,6 +226,14 @@ class Settings(_Model):
             raise ValueError(f"registry directory {value} does not exist")
         return value
 
+    @model_validator(mode="after")
+    def _retention_needs_log_key(self) -> Settings:
+        # An archive is re-read and verified against the signed checkpoints before records
+        # leave the database: without the log key there are no checkpoints to check.
+        if self.audit.retention_max_age_days is not None and self.keys.log_key is None:
+            raise ValueError("audit.retention_max_age_days needs keys.log_key")
+        return self
+
 
 _PATH_KEYS = (
     ("registry_dir",),
@@ -208,6 +242,7 @@ _PATH_KEYS = (
     ("keys", "log_key"),
     ("keys", "passphrase_file"),
     ("audit", "path"),
+    ("audit", "archive_dir"),
     ("client_tls", "certificate"),
     ("client_tls", "key"),
 )

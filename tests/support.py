@@ -52,4 +52,6 @@ class GatewayFactory(Protocol):
         behaviour: ProviderBehaviour,
         tweak: Callable[[dict[str, Any]], None] | None = None,
         settings_extra: dict[str, Any] | None = None,
+        *,
+        audit: dict[str, Any] | None = None,
     ) -> Awaitable[TestClient[web.Request, web.Application]]: ...

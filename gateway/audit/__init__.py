@@ -17,6 +17,7 @@ from gateway.audit.errors import (
     InvalidAuditRecord,
     InvalidCheckpoint,
     InvalidProof,
+    RecordsArchived,
 )
 from gateway.audit.merkle import (
     CompactRange,
@@ -26,6 +27,8 @@ from gateway.audit.merkle import (
     verify_consistency,
     verify_inclusion,
 )
+from gateway.audit.postgres_store import PostgresAuditStore
+from gateway.audit.query import QueryFilters, RecordQuery
 from gateway.audit.records import (
     RECORD_VERSION,
     AuditRecord,
@@ -37,17 +40,33 @@ from gateway.audit.records import (
     check_canonical,
     format_time,
     leaf_hash,
+    member_of,
 )
-from gateway.audit.report import RecordFormat, format_records, open_audit_store, query_records_cli
+from gateway.audit.report import (
+    RecordFormat,
+    audit_store,
+    format_records,
+    open_audit_store,
+    query_records_cli,
+)
 from gateway.audit.sqlite_store import SqliteAuditStore
 from gateway.audit.store import (
     MAX_QUERY_LIMIT,
     AuditStats,
     AuditStore,
     CheckpointStore,
+    RetentionStore,
     StoredCheckpoint,
 )
-from gateway.audit.verify import VerifyReport, verify_log, verify_log_cli
+from gateway.audit.verify import OpenBody, TimestampCheck, VerifyReport, verify_log
+from gateway.audit.verify_chain import (
+    ChainReport,
+    verify_archive,
+    verify_archive_cli,
+    verify_chain,
+    verify_log_cli,
+)
+from gateway.audit.verify_sources import LogSource, PostgresSource, SqliteSource
 
 __all__ = [
     "MAX_QUERY_LIMIT",
@@ -58,6 +77,7 @@ __all__ = [
     "AuditStats",
     "AuditStore",
     "BodyFields",
+    "ChainReport",
     "Checkpoint",
     "CheckpointStore",
     "Checkpointer",
@@ -69,12 +89,23 @@ __all__ = [
     "InvalidAuditRecord",
     "InvalidCheckpoint",
     "InvalidProof",
+    "LogSource",
+    "OpenBody",
     "Outcome",
+    "PostgresAuditStore",
+    "PostgresSource",
+    "QueryFilters",
     "RecordFormat",
+    "RecordQuery",
+    "RecordsArchived",
+    "RetentionStore",
     "SqliteAuditStore",
+    "SqliteSource",
     "StoredCheckpoint",
+    "TimestampCheck",
     "VerifierKey",
     "VerifyReport",
+    "audit_store",
     "body_digest",
     "body_fields",
     "check_canonical",
@@ -84,10 +115,14 @@ __all__ = [
     "inclusion_proof",
     "leaf_hash",
     "load_log_key",
+    "member_of",
     "open_audit_store",
     "query_records_cli",
     "root_hash",
     "sign_checkpoint",
+    "verify_archive",
+    "verify_archive_cli",
+    "verify_chain",
     "verify_checkpoint",
     "verify_consistency",
     "verify_inclusion",

@@ -22,9 +22,14 @@ from typing import TYPE_CHECKING, Final
 import structlog
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from gateway.audit.checkpoint import Checkpoint, sign_checkpoint, verify_checkpoint
+from gateway.audit.checkpoint import (
+    Checkpoint,
+    VerifierKey,
+    sign_checkpoint,
+    verify_checkpoint,
+)
 from gateway.audit.errors import AuditError
-from gateway.audit.merkle import CompactRange
+from gateway.audit.merkle import NODE_HEIGHT, CompactRange
 from gateway.audit.store import CheckpointStore, StoredCheckpoint
 from security import SecurityError, load_private_key
 
@@ -108,6 +113,11 @@ class Checkpointer:
         )
 
     @property
+    def verifier_key(self) -> VerifierKey:
+        """The public half of the log key, as auditors hold it (named as it signs)."""
+        return VerifierKey(self.key_name, self._key.public_key())
+
+    @property
     def latest(self) -> Checkpoint | None:
         """The newest checkpoint signed or loaded by this checkpointer."""
         return self._latest
@@ -169,7 +179,8 @@ class Checkpointer:
 
     async def _load_state(self) -> None:
         stored = await self._store.latest_checkpoint()
-        self._compact = CompactRange()
+        # After retention the log starts at its base: rebuilding starts there, not at 0.
+        self._compact = await self._store.tree_base()
         if stored is None:
             return
         self._stored_size = stored.checkpoint.size  # never sign that size a second time
@@ -201,12 +212,13 @@ class Checkpointer:
                 raise AuditError("the checkpointer was not started")
             self._pending = 0
             compact = self._compact.copy()
+            nodes: list[tuple[int, int, bytes]] = []
             while True:
                 hashes = await self._store.leaf_hashes(compact.size, _CHUNK)
                 if len(hashes) > 256:
-                    await asyncio.to_thread(compact.extend, hashes)
+                    nodes += await asyncio.to_thread(compact.extend_collecting, hashes, NODE_HEIGHT)
                 else:
-                    compact.extend(hashes)
+                    nodes += compact.extend_collecting(hashes, NODE_HEIGHT)
                 if len(hashes) < _CHUNK:
                     break
             if compact.size == self._stored_size:
@@ -215,7 +227,10 @@ class Checkpointer:
                 self.origin, compact.size, compact.root(), self._key, self.key_name
             )
             stored = StoredCheckpoint(
-                checkpoint=checkpoint, created=self._clock(), compact_range=compact
+                checkpoint=checkpoint,
+                created=self._clock(),
+                compact_range=compact,
+                nodes=tuple(nodes),
             )
             await self._store.add_checkpoint(stored)
             self._compact, self._latest = compact, checkpoint

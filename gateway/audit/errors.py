@@ -6,6 +6,7 @@
      ├── InvalidAuditRecord InternalError      a draft or a stored row breaks the record format
      ├── InvalidAuditQuery  InvalidQuery       a query asks for something the store cannot answer
      ├── InvalidProof       InvalidProof       a Merkle proof does not prove what it claims
+     │    └── RecordsArchived RecordsArchived  the proof needs records that retention archived
      └── InvalidCheckpoint  InvalidCheckpoint  a checkpoint is malformed, or its signature or
                                                origin is not the one expected
 
@@ -23,6 +24,7 @@ __all__ = [
     "InvalidAuditRecord",
     "InvalidCheckpoint",
     "InvalidProof",
+    "RecordsArchived",
 ]
 
 
@@ -52,6 +54,16 @@ class InvalidProof(AuditError):
     """An inclusion or consistency proof is malformed or does not verify (RFC 9162)."""
 
     code: ClassVar[str] = "InvalidProof"
+
+
+class RecordsArchived(InvalidProof):
+    """A proof (or a read) needs records that retention has moved to archive files.
+
+    Proofs about those records come from the archives, which hold the records, their
+    checkpoints and the tree state at their start.
+    """
+
+    code: ClassVar[str] = "RecordsArchived"
 
 
 class InvalidCheckpoint(AuditError):

@@ -21,11 +21,12 @@ import hashlib
 from collections.abc import Iterable, Sequence
 from typing import Final, Protocol
 
-from gateway.audit.errors import InvalidProof
+from gateway.audit.errors import InvalidProof, RecordsArchived
 
 __all__ = [
     "EMPTY_ROOT",
     "HASH_SIZE",
+    "NODE_HEIGHT",
     "CompactRange",
     "LeafSource",
     "NodeCache",
@@ -42,11 +43,17 @@ __all__ = [
 HASH_SIZE: Final = 32
 EMPTY_ROOT: Final = hashlib.sha256(b"").digest()
 _CHUNK: Final = 65_536  # leaf hashes read from a store at a time (2 MiB)
+NODE_HEIGHT: Final = 6  # subtrees of 64 leaves and more are saved with checkpoints
 _sha256 = hashlib.sha256
 
 
 class LeafSource(Protocol):
-    """Where proofs read leaf hashes from: ``leaf_hashes(start, end)`` is [start, end)."""
+    """Where proofs read leaf hashes from: ``leaf_hashes(start, end)`` is [start, end).
+
+    A source may also have ``stored_node(height, start) -> bytes | None``: the hash of the
+    perfect subtree of 2^height leaves from ``start``, if saved; and ``stored_nodes(keys)``,
+    the same for many ``(height, start)`` at once, as a dict (`NodeCache` uses them).
+    """
 
     def leaf_hashes(self, start: int, end: int) -> Sequence[bytes]:
         """The leaf hashes of indexes ``start`` to ``end - 1``, in order."""
@@ -122,6 +129,51 @@ class CompactRange:
             size += 1
         self._size = size
 
+    def extend_collecting(
+        self, leaf_hashes: Iterable[bytes], min_height: int
+    ) -> list[tuple[int, int, bytes]]:
+        """`extend`, returning the perfect subtrees it completes of ``min_height`` or more
+        levels as ``(height, start, hash)`` (a subtree of height h holds 2^h leaves)."""
+        hashes, size = self._hashes, self._size
+        pop, push, sha = hashes.pop, hashes.append, _sha256
+        nodes: list[tuple[int, int, bytes]] = []
+        for node in leaf_hashes:
+            if len(node) != HASH_SIZE:
+                raise InvalidProof(f"leaf {size} has a {len(node)}-byte hash, not 32")
+            carry, height = size, 0
+            while carry & 1:
+                node = sha(b"\x01" + pop() + node).digest()
+                carry >>= 1
+                height += 1
+                if height >= min_height:
+                    nodes.append((height, size + 1 - (1 << height), node))
+            push(node)
+            size += 1
+        self._size = size
+        return nodes
+
+    def range_hash(self, start: int, end: int) -> bytes:
+        """MTH(D[start:end]) when ``start`` and ``end`` fall on the boundaries of this
+        range's subtrees (so the answer is a fold of some of them); else `RecordsArchived`.
+
+        The sizes of the subtrees fall strictly, so the fold splits exactly as RFC 9162
+        splits D[start:end].
+        """
+        offsets = [0]
+        for bit in range(self._size.bit_length() - 1, -1, -1):
+            if self._size >> bit & 1:
+                offsets.append(offsets[-1] + (1 << bit))
+        if start >= end or start not in offsets or end not in offsets:
+            raise RecordsArchived(
+                f"the hash of records {start} to {end - 1} needs archived records (the log"
+                f" keeps the tree state at {self._size} only)"
+            )
+        nodes = self._hashes[offsets.index(start) : offsets.index(end)]
+        node = nodes[-1]
+        for left in reversed(nodes[:-1]):
+            node = hash_children(left, node)
+        return node
+
     def root(self) -> bytes:
         """MTH of the leaves covered (the empty tree's root when there are none)."""
         if not self._hashes:
@@ -160,27 +212,81 @@ class NodeCache:
     leaves exist, so proofs after the first reuse the large ones and read only the leaves
     near the tree's right edge. Subtrees smaller than ``min_size`` leaves are not kept
     (reading them is cheap); at most ``max_entries`` are (then the cache stops growing).
+    ``base`` is the tree state below the first stored leaf, once retention has archived
+    the leaves before it: hashes of subtrees below it come from it (those a proof about a
+    stored leaf needs always do), and any other is `RecordsArchived`.
     Not thread-safe: one per reading thread.
     """
 
-    __slots__ = ("_nodes", "max_entries", "min_size")
+    __slots__ = ("_nodes", "base", "max_entries", "min_size")
 
-    def __init__(self, min_size: int = 1024, max_entries: int = 1_000_000) -> None:
+    def __init__(
+        self,
+        min_size: int = 1 << NODE_HEIGHT,
+        max_entries: int = 500_000,
+        base: CompactRange | None = None,
+    ) -> None:
         self.min_size = min_size
         self.max_entries = max_entries
+        self.base = base if base is not None and base.size else None
         self._nodes: dict[tuple[int, int], bytes] = {}
 
     def __len__(self) -> int:
         return len(self._nodes)
 
+    def prefetch(
+        self, source: LeafSource | Sequence[bytes], ranges: Sequence[tuple[int, int]]
+    ) -> None:
+        """Load, in one call, the saved hashes of the perfect subtrees that computing
+        ``ranges`` will look for (a source with ``stored_nodes(keys)``; else nothing)."""
+        stored = getattr(source, "stored_nodes", None)
+        if stored is None:
+            return
+        wanted: list[tuple[int, int]] = []  # (height, start)
+
+        def walk(start: int, end: int) -> None:
+            size = end - start
+            if size < self.min_size or (self.base is not None and end <= self.base.size):
+                return
+            if size & (size - 1) == 0 and start % size == 0:
+                if (start, end) not in self._nodes:
+                    wanted.append((size.bit_length() - 1, start))
+                return
+            k = _split(size)
+            walk(start, start + k)
+            walk(start + k, end)
+
+        for start, end in ranges:
+            walk(start, end)
+        if wanted:
+            found: dict[tuple[int, int], bytes] = stored(wanted)
+            for (height, start), node in found.items():
+                if len(self._nodes) < self.max_entries and len(node) == HASH_SIZE:
+                    self._nodes[start, start + (1 << height)] = node
+
     def subtree_hash(self, source: LeafSource | Sequence[bytes], start: int, end: int) -> bytes:
         """MTH(D[start:end]), from the cache where its perfect subtrees are known."""
         size = end - start
+        if self.base is not None and start < self.base.size:
+            if end <= self.base.size:
+                return self.base.range_hash(start, end)
+            k = _split(size)  # straddles the base: split as RFC 9162 does
+            return hash_children(
+                self.subtree_hash(source, start, start + k),
+                self.subtree_hash(source, start + k, end),
+            )
         if size < self.min_size:
             return root_hash(_read(source, start, end))
         perfect = size & (size - 1) == 0 and start % size == 0
         if perfect and (start, end) in self._nodes:
             return self._nodes[start, end]
+        stored = getattr(source, "stored_node", None)
+        if perfect and stored is not None:  # saved by the checkpointer: no leaves to read
+            found = stored(size.bit_length() - 1, start)
+            if found is not None:
+                if len(self._nodes) < self.max_entries:
+                    self._nodes[start, end] = found
+                return found  # type: ignore[no-any-return]
         k = _split(size)
         node = hash_children(
             self.subtree_hash(source, start, start + k), self.subtree_hash(source, start + k, end)
@@ -245,7 +351,10 @@ def inclusion_proof(
     """The audit path of leaf ``index`` in the tree of the first ``tree_size`` leaves."""
     if not 0 <= index < tree_size:
         raise InvalidProof(f"leaf {index} is not in a tree of size {tree_size}")
-    return [subtree_hash(source, a, b, cache) for a, b in _inclusion_ranges(index, tree_size)]
+    ranges = _inclusion_ranges(index, tree_size)
+    if cache is not None:
+        cache.prefetch(source, ranges)
+    return [subtree_hash(source, a, b, cache) for a, b in ranges]
 
 
 def consistency_proof(
@@ -263,6 +372,8 @@ def consistency_proof(
     if old_size in (0, new_size):
         return []
     ranges = _consistency_ranges(old_size, new_size)
+    if cache is not None:
+        cache.prefetch(source, ranges)
     return [subtree_hash(source, a, b, cache) for a, b in ranges]
 
 

@@ -46,6 +46,7 @@ __all__ = [
     "check_canonical",
     "format_time",
     "leaf_hash",
+    "member_of",
 ]
 
 Direction = Literal["request", "response"]
@@ -181,8 +182,10 @@ def _check_body(body: object, policy: str, size: int) -> None:
         raise _bad("body must be bytes")
     if policy == "none":
         raise _bad("policy 'none' records neither the body nor its digest")
+    if policy == "encrypted":
+        return  # an opaque envelope (key id, nonce, ciphertext): any length
     if policy != "plain":
-        raise _bad(f"a body may be stored only under policy 'plain', not {policy!r}")
+        raise _bad(f"a body may be stored only under policy 'plain' or 'encrypted', not {policy}")
     if len(body) != size:
         raise _bad(f"size {size} does not match the stored body ({len(body)} bytes)")
 
@@ -193,7 +196,8 @@ class AuditRecordDraft:
 
     ``time`` must be timezone-aware and is normalised to UTC; ``duration_ms`` (responses
     only) is rounded to whole microseconds. ``body_digest`` is absent only under body
-    policy ``none``, ``body`` present only under ``plain``; `body_fields` fills ``size``,
+    policy ``none``; ``body`` is present only under ``plain`` (the bytes, ``size`` long) or
+    ``encrypted`` (an opaque envelope of any length); `body_fields` fills ``size``,
     ``body_digest``, ``body`` and ``body_policy`` consistently from the body and the policy.
     Invalid values raise `InvalidAuditRecord` at construction, never later in the writer.
     """
@@ -384,6 +388,21 @@ def _parse_time(value: str) -> datetime:
         return datetime.fromisoformat(value)  # Python 3.11 reads the "Z" as UTC
     except ValueError as exc:
         raise _bad(f"time {value!r} is not a valid date and time") from exc
+
+
+def member_of(identifier: str | None) -> str | None:
+    """The member part (``INSTANCE/CLASS/CODE``) of a client or service identifier.
+
+    What auditor scopes are matched against; stored beside each record so that a scoped
+    query is answered by the store's indexes.
+    """
+    if not identifier:
+        return None
+    # "/".join(identifier.split("/")[:3]), without the lists (the verifier calls it per row)
+    first = identifier.find("/")
+    second = identifier.find("/", first + 1) if first >= 0 else -1
+    third = identifier.find("/", second + 1) if second >= 0 else -1
+    return identifier if third < 0 else identifier[:third]
 
 
 def leaf_hash(record: AuditRecord | bytes) -> bytes:

@@ -3,29 +3,48 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, Unpack
 
+from gateway.audit.postgres_store import PostgresAuditStore
+from gateway.audit.query import QueryFilters
 from gateway.audit.records import AuditRecord, format_time
 from gateway.audit.sqlite_store import SqliteAuditStore
-from gateway.audit.store import AuditStore
+from gateway.audit.store import RetentionStore
 
 if TYPE_CHECKING:
     from gateway.settings import AuditSettings
 
-__all__ = ["RecordFormat", "format_records", "open_audit_store", "query_records_cli"]
+__all__ = [
+    "RecordFormat",
+    "audit_store",
+    "format_records",
+    "open_audit_store",
+    "query_records_cli",
+]
 
 RecordFormat = Literal["table", "jsonl"]
 
 _COLUMNS = ("SEQ", "TIME", "DIR", "REQUEST ID", "MESSAGE ID", "CLIENT", "SERVICE", "RESULT")
 
 
-async def open_audit_store(settings: AuditSettings, *, read_only: bool = False) -> AuditStore:
-    """Open the store the settings name (``sqlite`` at ``path``); raises `AuditError`.
+def audit_store(settings: AuditSettings, *, read_only: bool = False) -> RetentionStore:
+    """The store the settings name (``sqlite`` at ``path``, or ``postgres`` at ``dsn``),
+    not yet opened."""
+    if settings.store == "postgres":
+        assert settings.dsn is not None  # the settings validator requires it
+        return PostgresAuditStore(
+            settings.dsn, settings.origin, schema=settings.postgres_schema, read_only=read_only
+        )
+    return SqliteAuditStore(settings.path, read_only=read_only)
 
-    A writable store creates the database (and its directory) on first use; a read-only
-    one requires it to exist.
+
+async def open_audit_store(settings: AuditSettings, *, read_only: bool = False) -> RetentionStore:
+    """Open the store the settings name; raises `AuditError`.
+
+    A writable store creates the database (SQLite: and its directory; PostgreSQL: the schema
+    and this origin's log) on first use; a read-only one requires it to exist.
     """
-    store = SqliteAuditStore(settings.path, read_only=read_only)
+    store = audit_store(settings, read_only=read_only)
     await store.open()
     return store
 
@@ -70,27 +89,20 @@ def format_records(records: Sequence[AuditRecord], fmt: RecordFormat = "table") 
 async def query_records_cli(
     settings: AuditSettings,
     *,
-    request_id: str | None = None,
-    message_id: str | None = None,
-    client: str | None = None,
-    service: str | None = None,
-    limit: int = 20,
     fmt: RecordFormat = "table",
+    **filters: Unpack[QueryFilters],
 ) -> str:
-    """``obmin audit query``: the newest ``limit`` matching records, oldest first, as text.
+    """``obmin audit query``: the newest ``limit`` (20) matching records, oldest first.
 
-    Opens the log read-only; raises `AuditError` when it does not exist or cannot be read.
+    ``filters`` are those of `AuditStore.query`. Opens the log read-only; raises
+    `AuditError` when it does not exist or cannot be read (`InvalidAuditQuery` for a bad
+    filter).
     """
     store = await open_audit_store(settings, read_only=True)
     try:
-        records = await store.query(
-            request_id=request_id,
-            message_id=message_id,
-            client=client,
-            service=service,
-            limit=limit,
-            newest_first=True,
-        )
+        filters.setdefault("limit", 20)
+        filters["newest_first"] = True
+        records = await store.query(**filters)
     finally:
         await store.close()
     return format_records(list(reversed(records)), fmt)

@@ -11,16 +11,22 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import Protocol, Unpack
 
 from gateway.audit.checkpoint import Checkpoint
 from gateway.audit.errors import InvalidCheckpoint
 from gateway.audit.merkle import CompactRange
+from gateway.audit.query import MAX_QUERY_LIMIT, QueryFilters
 from gateway.audit.records import AuditRecord, AuditRecordDraft
 
-__all__ = ["MAX_QUERY_LIMIT", "AuditStats", "AuditStore", "CheckpointStore", "StoredCheckpoint"]
-
-MAX_QUERY_LIMIT = 10_000
+__all__ = [
+    "MAX_QUERY_LIMIT",
+    "AuditStats",
+    "AuditStore",
+    "CheckpointStore",
+    "RetentionStore",
+    "StoredCheckpoint",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,12 +46,19 @@ class StoredCheckpoint:
     ``created`` is when the gateway signed it (not part of the signed note);
     ``compact_range`` is the tree state at ``checkpoint.size``, so that the next checkpoint
     continues from it instead of re-reading the log. Neither is trusted by the verifier,
-    which recomputes the tree from the records.
+    which recomputes the tree from the records. ``timestamp_token`` is the DER RFC 3161
+    TimeStampToken over the signed note, once a time-stamping authority has given one.
+    ``nodes`` are the perfect subtrees of `NODE_HEIGHT` levels or more that the leaves since
+    the previous checkpoint completed, as ``(height, start, hash)``: the store saves them
+    so that a proof in a large log reads a few dozen hashes instead of every leaf (a wrong
+    one makes a proof fail to verify, never verify falsely). Not read back with the rest.
     """
 
     checkpoint: Checkpoint
     created: datetime
     compact_range: CompactRange
+    timestamp_token: bytes | None = None
+    nodes: tuple[tuple[int, int, bytes], ...] = ()
 
     def __post_init__(self) -> None:
         if self.compact_range.size != self.checkpoint.size:
@@ -78,6 +91,22 @@ class CheckpointStore(Protocol):
         """Make a new checkpoint durable; raises `AuditError` if it cannot."""
         ...
 
+    async def set_checkpoint_timestamp(self, tree_size: int, token: bytes) -> None:
+        """Durably attach an RFC 3161 token to the checkpoint of ``tree_size``.
+
+        Raises `AuditError` when it cannot be stored or there is no such checkpoint.
+        """
+        ...
+
+    async def checkpoints(self, *, from_size: int = 0, limit: int = 100) -> list[StoredCheckpoint]:
+        """Stored checkpoints of tree size ``from_size`` or more, smallest first."""
+        ...
+
+    async def tree_base(self) -> CompactRange:
+        """The tree state below the log's first stored record: after retention archived
+        records ``[0, B)``, the compact range at ``B``; an empty range before that."""
+        ...
+
 
 class AuditStore(CheckpointStore, Protocol):
     """An append-only store of audit records, used from the event loop (never blocks it)."""
@@ -98,30 +127,29 @@ class AuditStore(CheckpointStore, Protocol):
         """All records of one exchange (request, response), in sequence order."""
         ...
 
-    async def query(
-        self,
-        *,
-        client: str | None = None,
-        service: str | None = None,
-        message_id: str | None = None,
-        request_id: str | None = None,
-        after_seq: int | None = None,
-        limit: int = 100,
-        newest_first: bool = False,
-    ) -> list[AuditRecord]:
+    async def query(self, **filters: Unpack[QueryFilters]) -> list[AuditRecord]:
         """Records matching every given filter, at most ``limit`` (1 to `MAX_QUERY_LIMIT`).
 
-        Ordered by ``seq``, oldest first; ``after_seq`` is the cursor for the next page.
-        With ``newest_first``, the newest records come first and ``after_seq`` is ignored.
+        The filters are those of `RecordQuery` (time range, client, service, message id,
+        request id, user id, subject id, status, direction, member scope), answered from
+        the store's indexes. Ordered by ``seq``, oldest first; ``after_seq`` is the cursor
+        for the next page. With ``newest_first``, the newest records come first and
+        ``after_seq`` is ignored. Raises `InvalidAuditQuery` for out-of-range values.
         """
         ...
 
     async def inclusion_proof(self, index: int, tree_size: int) -> list[bytes]:
-        """RFC 9162 inclusion proof of record ``index`` in the tree of ``tree_size`` records."""
+        """RFC 9162 inclusion proof of record ``index`` in the tree of ``tree_size`` records.
+
+        Raises `RecordsArchived` when it needs records that retention has archived.
+        """
         ...
 
     async def consistency_proof(self, old_size: int, new_size: int) -> list[bytes]:
-        """RFC 9162 consistency proof from the tree of ``old_size`` to that of ``new_size``."""
+        """RFC 9162 consistency proof from the tree of ``old_size`` to that of ``new_size``.
+
+        Raises `RecordsArchived` when it needs records that retention has archived.
+        """
         ...
 
     async def count(self) -> int:
@@ -138,4 +166,36 @@ class AuditStore(CheckpointStore, Protocol):
 
     async def close(self) -> None:
         """Flush queued appends, then release the store; further calls raise `AuditError`."""
+        ...
+
+
+class RetentionStore(AuditStore, Protocol):
+    """What retention needs beyond `AuditStore`: raw rows to copy into an archive, and
+    moving the log's base once the archive is durable and verified."""
+
+    @property
+    def name(self) -> str:
+        """The store in messages (a path, or the database and origin)."""
+        ...
+
+    async def first_seq_from(self, time: datetime) -> int | None:
+        """The smallest ``seq`` of a stored record made at ``time`` or later, if any."""
+        ...
+
+    async def raw_rows(self, start: int, end: int) -> list[tuple[object, ...]]:
+        """Whole stored rows (`RECORD_COLUMNS` order) of records ``start`` to ``end - 1``."""
+        ...
+
+    async def checkpoint_rows(self, low: int, high: int) -> list[tuple[object, ...]]:
+        """Raw checkpoint rows (``tree_size, root, note, created, compact_range,
+        timestamp_token``) with ``low <= tree_size <= high``, by size."""
+        ...
+
+    async def set_base(self, compact: CompactRange) -> None:
+        """Records below ``compact.size`` are archived: the tree continues from ``compact``;
+        checkpoints below it are dropped. Durable; raises `AuditError`."""
+        ...
+
+    async def delete_below(self, size: int, limit: int) -> int:
+        """Delete at most ``limit`` records below ``size`` and the base; how many went."""
         ...

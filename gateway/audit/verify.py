@@ -1,4 +1,4 @@
-"""``obmin audit verify``: recompute the whole log and check it against its signed checkpoints.
+"""``obmin audit verify``: recompute a log and check it against its signed checkpoints.
 
 Two kinds of check, each reporting the first bad sequence number:
 
@@ -6,30 +6,37 @@ Two kinds of check, each reporting the first bad sequence number:
   deleted); the stored leaf hash is SHA-256(0x00 || canonical JSON) (the record was not
   edited in place); the bytes are exactly the canonical JSON of a valid record with that
   ``seq`` (a swapped or rewritten row says another ``seq``); the query columns beside it
-  agree with it; a stored body matches its digest.
-* the tree (`verify_log`): the RFC 9162 tree is rebuilt from the leaf hashes; at every
-  stored checkpoint's size its root must equal the checkpoint's, and the checkpoint must be
-  a note signed by the log key for this origin. A record rewritten together with its leaf
-  hash passes the first kind of check and fails here: it lies between the previous good
-  checkpoint and this one. A checkpoint larger than the log means records were removed.
+  agree with it; a stored body matches its digest (an encrypted one once ``open_body`` has
+  opened it).
+* the tree (`_Tree`): the RFC 9162 tree is rebuilt from the leaf hashes; at every stored
+  checkpoint's size its root must equal the checkpoint's, and the checkpoint must be a note
+  signed by the log key for this origin (and its RFC 3161 token, if any, must pass
+  ``timestamp_check``). A record rewritten together with its leaf hash passes the first
+  kind of check and fails here: it lies between the previous good checkpoint and this one.
+  A checkpoint larger than the log means records were removed.
+
+A log that retention has cut, and every archive, starts at a *base*: the tree state (a
+compact range) at its first record, which a signed checkpoint of that size in the same
+piece must vouch for; so each piece verifies alone. `verify_chain` checks archives and
+the live log as one log: they must follow each other without gap, each starting from the
+tree state the previous one ended with.
 
 Record checks dominate the cost, so for large logs they run in worker processes, chunk by
-chunk, while this process rebuilds the tree; the log is read in batches by primary key.
-Nothing here trusts the stored tree state (compact ranges) of the checkpointer.
+chunk, while this process rebuilds the tree. Nothing here trusts the stored tree states
+(compact ranges) of the checkpointer.
 """
 
 from __future__ import annotations
 
 import hashlib
 import multiprocessing
-import operator
 import os
-import sqlite3
+import pickle
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Final, ParamSpec, TypeVar
 
@@ -37,46 +44,63 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from gateway.audit.bodies import body_digest
 from gateway.audit.checkpoint import VerifierKey, verify_checkpoint
-from gateway.audit.checkpointer import load_log_key
+from gateway.audit.columns import QUERY_COLUMNS, columns_of_document
 from gateway.audit.errors import AuditError, InvalidAuditRecord, InvalidCheckpoint
 from gateway.audit.merkle import EMPTY_ROOT, HASH_SIZE, CompactRange
 from gateway.audit.records import check_canonical
+from gateway.audit.verify_sources import CheckpointRow, LogReader, LogSource, SqliteSource
 
 if TYPE_CHECKING:
     from gateway.audit.sqlite_store import SqliteAuditStore
-    from gateway.settings import Settings
 
-__all__ = ["VerifyReport", "verify_log", "verify_log_cli"]
+__all__ = ["OpenBody", "TimestampCheck", "VerifyReport", "verify_log"]
 
 CHUNK: Final = 32_768  # records per unit of work
 PARALLEL_FROM: Final = 200_000  # below this many records, worker start-up costs more than it saves
-_ROWS: Final = (
-    "SELECT seq, canonical, leaf_hash, body, request_id, message_id, client, service, time,"
-    " direction FROM records WHERE seq >= ? AND seq < ? ORDER BY seq"
-)
-_LEAVES: Final = "SELECT seq, leaf_hash FROM records WHERE seq >= ? AND seq < ? ORDER BY seq"
-_COLUMNS: Final = ("request_id", "message_id", "client", "service", "time", "direction")
-_columns = operator.itemgetter(*_COLUMNS)
-_Problem = tuple[int, str]  # (first bad seq, what is wrong)
+_CANONICAL, _LEAF, _BODY = 13, 14, 15  # positions in a row (RECORD_COLUMNS)
 _P = ParamSpec("_P")
 _T = TypeVar("_T")
+
+# (note text, DER token) -> None, or InvalidCheckpoint when the token is bad.
+TimestampCheck = Callable[[str, bytes], None]
+# An encrypted body envelope -> its plaintext, or AuditError when it cannot be opened.
+OpenBody = Callable[[bytes], bytes]
+
+
+@dataclass(frozen=True, slots=True)
+class _Chunk:
+    """What a worker found in a range of records."""
+
+    problem: tuple[int, str] | None  # (first bad seq, what is wrong)
+    bodies_checked: int = 0
+    bodies_not_checked: int = 0
 
 
 @dataclass(frozen=True, slots=True)
 class VerifyReport:
-    """The outcome of `verify_log`: counts, the recomputed root, and the first problem.
+    """The outcome of verifying one log (or one piece of it): counts, roots, first problem.
 
-    ``first_bad_seq`` and ``problem`` are None when the log verifies. For a checkpoint that
-    fails, ``first_bad_seq`` is the first record it no longer vouches for (the size of the
-    previous good checkpoint) and ``bad_checkpoint`` its tree size.
+    ``start`` is the first sequence number the piece holds (its base; 0 for a log that was
+    never cut), ``records`` its size (last seq + 1). ``first_bad_seq`` and ``problem`` are
+    None when it verifies. For a checkpoint that fails, ``first_bad_seq`` is the first
+    record it no longer vouches for (the size of the previous good checkpoint) and
+    ``bad_checkpoint`` its tree size. ``final`` is the tree state at ``records`` (None
+    when the piece did not verify), from which the next piece must continue.
     """
 
-    path: Path
+    source: str
     records: int
     checkpoints: int
     covered: int
     root: bytes
     seconds: float
+    start: int = 0
+    start_root: bytes = EMPTY_ROOT
+    timestamps: int = 0
+    timestamps_not_checked: int = 0
+    bodies_checked: int = 0
+    bodies_not_checked: int = 0
+    final: CompactRange | None = None
     first_bad_seq: int | None = None
     bad_checkpoint: int | None = None
     problem: str | None = None
@@ -86,19 +110,40 @@ class VerifyReport:
         """Whether the whole log verified."""
         return self.problem is None
 
+    @property
+    def path(self) -> Path:
+        """The log's file, for a SQLite log (what ``source`` names)."""
+        return Path(self.source)
+
     def summary(self) -> str:
         """A few lines for the operator."""
-        rate = self.records / self.seconds if self.seconds > 0 else 0.0
         if not self.ok:
             return (
-                f"FAILED: {self.path}: first bad record seq {self.first_bad_seq}: {self.problem}\n"
-                f"checked in {self.seconds:.2f} s"
+                f"FAILED: {self.source}: first bad record seq {self.first_bad_seq}:"
+                f" {self.problem}\nchecked in {self.seconds:.2f} s"
             )
+        checked = self.records - self.start
+        rate = checked / self.seconds if self.seconds > 0 else 0.0
+        span = f"records {self.start} to {self.records - 1}" if self.start else "records"
         lines = [
-            f"OK: {self.path}: {self.records} records, {self.checkpoints} checkpoints verified",
+            f"OK: {self.source}: {checked} {span}, {self.checkpoints} checkpoints verified",
             f"tree root {self.root.hex()} at size {self.records}",
             f"checked in {self.seconds:.2f} s ({rate:.0f} records/s)",
         ]
+        if self.start:
+            lines.append(
+                f"note: records 0 to {self.start - 1} are in archives (verify them with"
+                " --archives DIR); this log continues from their signed tree state"
+            )
+        if self.timestamps or self.timestamps_not_checked:
+            lines.append(
+                f"timestamps: {self.timestamps} verified, {self.timestamps_not_checked} not checked"
+            )
+        if self.bodies_checked or self.bodies_not_checked:
+            lines.append(
+                f"stored bodies: {self.bodies_checked} checked against their digests,"
+                f" {self.bodies_not_checked} encrypted ones not checked (no key given)"
+            )
         if self.records > self.covered:
             lines.append(
                 f"note: records {self.covered} to {self.records - 1} are not yet covered by a"
@@ -109,54 +154,74 @@ class VerifyReport:
         return "\n".join(lines)
 
 
-def _connect(path: Path) -> sqlite3.Connection:
-    try:
-        return sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None)
-    except sqlite3.Error as exc:
-        raise AuditError(f"cannot open the audit database {path}: {exc}") from exc
-
-
 def _column_problem(document: dict[str, object], row: tuple[object, ...]) -> str:
-    for name, stored in zip(_COLUMNS, row, strict=True):
-        if document[name] != stored:
-            return f"the {name} column says {stored!r}, the record {document[name]!r}"
+    for name, expected, stored in zip(
+        QUERY_COLUMNS, columns_of_document(document), row[1:_CANONICAL], strict=True
+    ):
+        if expected != stored:
+            return f"the {name} column says {stored!r}, the record {expected!r}"
     return "the query columns disagree with the record"  # pragma: no cover (caller checked)
 
 
-def _check_records(path: str, start: int, end: int) -> _Problem | None:
+def _body_problem(
+    body: object, document: dict[str, object], open_body: OpenBody | None
+) -> tuple[str | None, int, int]:
+    """(problem, checked, not checked) for the body stored beside a record."""
+    policy = document["body_policy"]
+    if type(body) is not bytes:
+        return "the stored body is not bytes", 0, 0
+    if policy == "plain":
+        plain = body
+    elif policy == "encrypted":
+        if open_body is None:
+            return None, 0, 1
+        try:
+            plain = open_body(body)
+        except AuditError as exc:
+            return f"the stored encrypted body cannot be opened: {exc}", 0, 0
+    else:
+        return f"a body is stored under policy {policy}", 0, 0
+    if body_digest(plain) != document["body_digest"]:
+        return "the stored body does not match the record's body_digest", 0, 0
+    return None, 1, 0
+
+
+def _check_records(
+    source: LogSource, snapshot: str | None, start: int, end: int, open_body: OpenBody | None
+) -> _Chunk:
     """The first bad record among seq ``start`` to ``end - 1``, or None (a worker's job)."""
-    conn = _connect(Path(path))
+    reader = source.open(snapshot)
     sha256 = hashlib.sha256
     expected = start
+    checked = not_checked = 0
+    rows = reader.rows(start, end)
     try:
-        cursor = conn.execute(_ROWS, (start, end))
-        while rows := cursor.fetchmany(4096):
-            for row in rows:
-                seq, canonical, leaf, body = row[0], row[1], row[2], row[3]
-                if seq != expected:
-                    return expected, f"record {expected} is missing (deleted)"
-                if type(canonical) is not bytes:
-                    return seq, "the stored record is not a blob"
-                if sha256(b"\x00" + canonical).digest() != leaf:
-                    return seq, "the stored leaf hash is not the hash of the record (edited)"
-                try:
-                    document = check_canonical(canonical, seq)
-                except InvalidAuditRecord as exc:
-                    return seq, str(exc)
-                if _columns(document) != row[4:]:
-                    return seq, _column_problem(document, row[4:])
-                if body is not None and (
-                    type(body) is not bytes or body_digest(body) != document["body_digest"]
-                ):
-                    return seq, "the stored body does not match the record's body_digest"
-                expected += 1
-    except sqlite3.Error as exc:
-        raise AuditError(f"cannot read the audit database {path}: {exc}") from exc
+        for row in rows:
+            seq, canonical, leaf, body = row[0], row[_CANONICAL], row[_LEAF], row[_BODY]
+            if seq != expected:
+                return _Chunk((expected, f"record {expected} is missing (deleted)"))
+            if type(canonical) is not bytes:
+                return _Chunk((seq, "the stored record is not bytes"))
+            if sha256(b"\x00" + canonical).digest() != leaf:
+                return _Chunk((seq, "the stored leaf hash is not the hash of the record (edited)"))
+            try:
+                document = check_canonical(canonical, seq)
+            except InvalidAuditRecord as exc:
+                return _Chunk((seq, str(exc)))
+            if columns_of_document(document) != row[1:_CANONICAL]:
+                return _Chunk((seq, _column_problem(document, row)))
+            if body is not None:
+                problem, ok, unchecked = _body_problem(body, document, open_body)
+                if problem is not None:
+                    return _Chunk((seq, problem))
+                checked, not_checked = checked + ok, not_checked + unchecked
+            expected += 1
     finally:
-        conn.close()
+        rows.close()
+        reader.close()
     if expected < end:
-        return expected, f"record {expected} is missing (deleted)"
-    return None
+        return _Chunk((expected, f"record {expected} is missing (deleted)"))
+    return _Chunk(None, checked, not_checked)
 
 
 class _Inline(Executor):
@@ -173,32 +238,35 @@ class _Inline(Executor):
 
 
 class _Tree:
-    """The tree rebuilt from the stored leaf hashes, checked at each checkpoint's size."""
+    """The tree rebuilt from the stored leaf hashes, checked at each checkpoint's size.
 
-    def __init__(self, conn: sqlite3.Connection, key: VerifierKey, origin: str) -> None:
-        self.conn, self.key, self.origin = conn, key, origin
-        self.compact = CompactRange()
-        self.good_size = 0  # size of the last checkpoint that verified
-        self.verified = 0
-        self._checkpoints = self._read_checkpoints()
+    It starts from the piece's base; a base above 0 must be vouched for by a signed
+    checkpoint of exactly that size, whose root the base's root must be.
+    """
+
+    def __init__(
+        self,
+        reader: LogReader,
+        key: VerifierKey,
+        origin: str,
+        timestamp_check: TimestampCheck | None,
+    ) -> None:
+        self.key, self.origin, self.timestamp_check = key, origin, timestamp_check
+        self.base = reader.base
+        self.compact = reader.base.copy()
+        self.good_size = reader.base.size  # size of the last checkpoint that verified
+        self.verified = self.timestamps = self.timestamps_not_checked = 0
+        self._base_vouched = reader.base.size == 0
+        self._checkpoints: Iterator[CheckpointRow] = iter(
+            row for row in reader.checkpoints() if not _below(row[0], reader.base.size)
+        )
         self._next = next(self._checkpoints, None)
         self.problem: tuple[int, int, str, int | None] | None = None  # (found at, seq, why, cp)
-
-    def _read_checkpoints(self) -> Iterator[tuple[object, object, object]]:
-        (version,) = self.conn.execute("PRAGMA user_version").fetchone()
-        if version not in (1, 2):
-            raise AuditError(f"not an obmin audit log (schema version {version})")
-        if version == 1:
-            return iter(())
-        cursor = self.conn.execute(
-            "SELECT tree_size, root, note FROM checkpoints ORDER BY tree_size"
-        )
-        return iter(cursor)
 
     def _fail(self, found_at: int, seq: int, why: str, checkpoint: int | None = None) -> None:
         self.problem = (found_at, seq, why, checkpoint)
 
-    def _check_checkpoint(self, size: int, root: object, note: object) -> None:
+    def _check_checkpoint(self, size: int, root: object, note: object, token: object) -> None:
         try:
             signed = verify_checkpoint(str(note), self.key, origin=self.origin)
         except InvalidCheckpoint as exc:
@@ -207,15 +275,34 @@ class _Tree:
         if signed.size != size or signed.root != root:
             why = f"checkpoint {size}: its size or root column differs from its signed note"
             self._fail(size, self.good_size, why, size)
-        elif signed.root != self.compact.root():
-            why = (
-                f"checkpoint {size}: the records do not hash to its signed root; a record"
-                f" from seq {self.good_size} to {size - 1} was changed"
-            )
+            return
+        if signed.root != self.compact.root():
+            if size == self.base.size:
+                why = (
+                    f"checkpoint {size}: the stored tree state at {size}, where this log"
+                    " starts, does not have its signed root"
+                )
+            else:
+                why = (
+                    f"checkpoint {size}: the records do not hash to its signed root; a record"
+                    f" from seq {self.good_size} to {size - 1} was changed"
+                )
             self._fail(size, self.good_size, why, size)
-        else:
-            self.good_size = size
-            self.verified += 1
+            return
+        if token is not None:
+            if not isinstance(token, bytes) or self.timestamp_check is None:
+                self.timestamps_not_checked += 1
+            else:
+                try:
+                    self.timestamp_check(signed.note, token)
+                except InvalidCheckpoint as exc:
+                    why = f"checkpoint {size}: its timestamp token is bad: {exc}"
+                    self._fail(size, self.good_size, why, size)
+                    return
+                self.timestamps += 1
+        self.good_size = size
+        self.verified += 1
+        self._base_vouched = True
 
     def add(self, start: int, end: int, rows: list[tuple[object, object]]) -> None:
         """Add the leaves of records ``start`` to ``end - 1`` and check the checkpoints
@@ -232,7 +319,7 @@ class _Tree:
             return self._fail(missing, missing, f"record {missing} is missing (deleted)")
         position = start
         while self._next is not None and self.problem is None:
-            size, root, note = self._next
+            size, root, note, token = self._next
             if not isinstance(size, int) or size < self.compact.size:
                 return self._fail(
                     self.compact.size, self.good_size, "a checkpoint row is malformed"
@@ -241,8 +328,14 @@ class _Tree:
                 break
             self.compact.extend(hashes[position - start : size - start])
             position = size
-            self._check_checkpoint(size, root, note)
+            self._check_checkpoint(size, root, note, token)
             self._next = next(self._checkpoints, None)
+        if not self._base_vouched and self.problem is None:
+            why = (
+                f"the tree state at {self.base.size}, where this log starts, is not vouched for"
+                f" by a signed checkpoint of size {self.base.size}"
+            )
+            return self._fail(self.base.size, self.base.size, why)
         self.compact.extend(hashes[position - start :])
         return None
 
@@ -257,6 +350,10 @@ class _Tree:
             self._fail(records, records, why, size if isinstance(size, int) else None)
 
 
+def _below(size: object, base: int) -> bool:
+    return isinstance(size, int) and size < base
+
+
 def _key(public_key: Ed25519PublicKey | VerifierKey, key_name: str | None) -> VerifierKey:
     if isinstance(public_key, VerifierKey):
         return public_key
@@ -265,135 +362,145 @@ def _key(public_key: Ed25519PublicKey | VerifierKey, key_name: str | None) -> Ve
     return VerifierKey(key_name, public_key)
 
 
+def _source(source: LogSource | Path | str | SqliteAuditStore) -> LogSource:
+    if isinstance(source, str | Path):
+        return SqliteSource(Path(source))
+    path = getattr(source, "path", None)
+    if isinstance(path, Path):  # a SqliteAuditStore: verify its file
+        return SqliteSource(path)
+    return source  # type: ignore[return-value]
+
+
 def verify_log(
-    source: Path | str | SqliteAuditStore,
+    source: LogSource | Path | str | SqliteAuditStore,
     public_key: Ed25519PublicKey | VerifierKey,
     key_name: str | None,
     origin: str,
     *,
     workers: int | None = None,
+    timestamp_check: TimestampCheck | None = None,
+    open_body: OpenBody | None = None,
 ) -> VerifyReport:
     """Recompute every record's leaf and the whole tree, and check every stored checkpoint.
 
-    ``source`` is the SQLite file (or a store on it); it is only read. ``public_key`` and
-    ``key_name`` are the log key that signs checkpoints (or a `VerifierKey`), ``origin`` the
-    log's origin line. ``workers`` processes check records in parallel (default: one per
-    CPU, up to 8, for logs of `PARALLEL_FROM` records or more). Blocks: call it from a
-    thread in async code. Raises `AuditError` only when the file cannot be read at all;
-    everything wrong *in* the log is in the report.
+    ``source`` is the log (a `SqliteSource` or `PostgresSource`; a path means a SQLite
+    file); it is only read. ``public_key`` and ``key_name`` are the log key that signs
+    checkpoints (or a `VerifierKey`), ``origin`` the log's origin line. ``workers``
+    processes check records in parallel (default: one per CPU, up to 8, for logs of
+    `PARALLEL_FROM` records or more); ``open_body`` must then be picklable.
+    ``timestamp_check(note, token)`` checks each checkpoint's RFC 3161 token (raising
+    `InvalidCheckpoint`); ``open_body(envelope)`` opens encrypted stored bodies so they can be
+    checked against their digests. Without them, tokens and encrypted bodies are counted as
+    not checked. Blocks: call it from a thread in async code. Raises `AuditError` only when
+    the log cannot be read at all; everything wrong *in* the log is in the report.
     """
-    path = Path(source) if isinstance(source, str | Path) else source.path
+    log_source = _source(source)
     key = _key(public_key, key_name)
     started = time.perf_counter()
-    if not path.is_file():
-        raise AuditError(f"no audit log at {path}")
-    conn = _connect(path)
+    reader = log_source.open()
     try:
-        conn.execute("BEGIN")  # one snapshot: records and checkpoints as of now
-        (records,) = conn.execute("SELECT coalesce(max(seq) + 1, 0) FROM records").fetchone()
-        tree = _Tree(conn, key, origin)
-        tree.add(0, 0, [])  # a checkpoint of the empty log
-        count = workers or (min(os.cpu_count() or 1, 8) if records >= PARALLEL_FROM else 1)
-        record_problem = _walk(conn, path, tree, records, max(1, count))
+        records = reader.records
+        tree = _Tree(reader, key, origin, timestamp_check)
+        tree.add(reader.base.size, reader.base.size, [])  # checkpoints at the base
+        count = workers or (
+            min(os.cpu_count() or 1, 8) if records - reader.base.size >= PARALLEL_FROM else 1
+        )
+        if count > 1 and open_body is not None and not _picklable(open_body):
+            count = 1
+        walk = _Walk(log_source, reader, tree, records, max(1, count), open_body)
+        record_problem = walk.run() if tree.problem is None else None
         if record_problem is None:
             tree.finish(records)
-    except sqlite3.Error as exc:
-        raise AuditError(f"cannot read the audit database {path}: {exc}") from exc
     finally:
-        conn.close()
+        reader.close()
+    whole = tree.problem is None and record_problem is None and tree.compact.size == records
     report = VerifyReport(
-        path=path,
+        source=log_source.label,
         records=records,
         checkpoints=tree.verified,
         covered=tree.good_size,
         root=tree.compact.root() if tree.compact.size == records else EMPTY_ROOT,
         seconds=time.perf_counter() - started,
+        start=reader.base.size,
+        start_root=reader.base.root(),
+        timestamps=tree.timestamps,
+        timestamps_not_checked=tree.timestamps_not_checked,
+        bodies_checked=walk.bodies_checked,
+        bodies_not_checked=walk.bodies_not_checked,
+        final=tree.compact if whole else None,
     )
     if record_problem is not None:
-        return _with_problem(report, record_problem[0], record_problem[1], None)
+        return replace(report, first_bad_seq=record_problem[0], problem=record_problem[1])
     if tree.problem is not None:
         _, seq, why, checkpoint = tree.problem
-        return _with_problem(report, seq, why, checkpoint)
+        return replace(report, first_bad_seq=seq, bad_checkpoint=checkpoint, problem=why)
     return report
 
 
-def _with_problem(report: VerifyReport, seq: int, why: str, checkpoint: int | None) -> VerifyReport:
-    return VerifyReport(
-        path=report.path,
-        records=report.records,
-        checkpoints=report.checkpoints,
-        covered=report.covered,
-        root=report.root,
-        seconds=report.seconds,
-        first_bad_seq=seq,
-        bad_checkpoint=checkpoint,
-        problem=why,
-    )
-
-
-def _walk(
-    conn: sqlite3.Connection, path: Path, tree: _Tree, records: int, workers: int
-) -> _Problem | None:
-    """Check records chunk by chunk (in workers) while rebuilding the tree here.
-
-    Returns the first record problem unless the tree found an earlier one.
-    """
-    executor: Executor = (
-        ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
-        if workers > 1
-        else _Inline()
-    )
-    chunks = iter(range(0, records, CHUNK))
-    queued: deque[tuple[int, int, Future[_Problem | None]]] = deque()
-
-    def queue_next() -> None:
-        start = next(chunks, None)
-        if start is not None:
-            end = min(start + CHUNK, records)
-            queued.append((start, end, executor.submit(_check_records, str(path), start, end)))
-
-    with executor:
-        for _ in range(2 * workers):  # keep every worker busy while this process waits
-            queue_next()
-        try:
-            while queued:
-                start, end, future = queued.popleft()
-                rows = conn.execute(_LEAVES, (start, end)).fetchall()
-                tree.add(start, end, rows)
-                problem = future.result()
-                if problem is not None and (tree.problem is None or problem[0] < tree.problem[0]):
-                    return problem
-                if tree.problem is not None:
-                    return None
-                queue_next()
-        finally:
-            for _, _, pending in queued:
-                pending.cancel()
-    return None
-
-
-def verify_log_cli(
-    settings: Settings,
-    *,
-    vkey: str | None = None,
-    workers: int | None = None,
-    passphrase: bytes | None = None,
-) -> tuple[int, str]:
-    """``obmin audit verify``: (exit status, text). Exit 1 on any mismatch or error.
-
-    The key is the ``vkey`` given (what an auditor holds) or else the public half of the
-    configured ``keys.log_key`` (read with ``passphrase``); the key name is the origin, as
-    the checkpointer signs.
-    """
+def _picklable(value: object) -> bool:
     try:
-        if vkey is not None:
-            key = VerifierKey.parse(vkey)
-        elif settings.keys.log_key is not None:
-            public = load_log_key(settings.keys.log_key, passphrase).public_key()
-            key = VerifierKey(settings.audit.origin, public)
-        else:
-            return 1, "cannot check checkpoints: configure keys.log_key or give the log's vkey"
-        report = verify_log(settings.audit.path, key, None, settings.audit.origin, workers=workers)
-    except AuditError as exc:
-        return 1, f"FAILED: {exc}"
-    return (0 if report.ok else 1), f"log key {key.to_vkey()}\n{report.summary()}"
+        pickle.dumps(value)
+    except (pickle.PicklingError, TypeError, AttributeError):
+        return False
+    return True
+
+
+class _Walk:
+    """Checks records chunk by chunk (in workers) while the tree is rebuilt here."""
+
+    def __init__(
+        self,
+        source: LogSource,
+        reader: LogReader,
+        tree: _Tree,
+        records: int,
+        workers: int,
+        open_body: OpenBody | None,
+    ) -> None:
+        self.source, self.reader, self.tree = source, reader, tree
+        self.records, self.workers, self.open_body = records, workers, open_body
+        self.bodies_checked = self.bodies_not_checked = 0
+
+    def run(self) -> tuple[int, str] | None:
+        """The first record problem, unless the tree found an earlier one."""
+        executor: Executor = (
+            ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"))
+            if self.workers > 1
+            else _Inline()
+        )
+        chunks = iter(range(self.reader.base.size, self.records, CHUNK))
+        queued: deque[tuple[int, int, Future[_Chunk]]] = deque()
+        snapshot = self.reader.snapshot
+
+        def queue_next() -> None:
+            start = next(chunks, None)
+            if start is not None:
+                end = min(start + CHUNK, self.records)
+                job = executor.submit(
+                    _check_records, self.source, snapshot, start, end, self.open_body
+                )
+                queued.append((start, end, job))
+
+        tree = self.tree
+        with executor:
+            for _ in range(2 * self.workers):  # keep every worker busy while this one waits
+                queue_next()
+            try:
+                while queued:
+                    start, end, future = queued.popleft()
+                    tree.add(start, end, self.reader.leaves(start, end))
+                    chunk = future.result()
+                    self.bodies_checked += chunk.bodies_checked
+                    self.bodies_not_checked += chunk.bodies_not_checked
+                    problem = chunk.problem
+                    if problem is not None and (
+                        tree.problem is None or problem[0] < tree.problem[0]
+                    ):
+                        return problem
+                    if tree.problem is not None:
+                        return None
+                    queue_next()
+            finally:
+                for _, _, pending in queued:
+                    pending.cancel()
+        return None

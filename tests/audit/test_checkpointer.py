@@ -1,5 +1,5 @@
-"""The checkpointer on a real SQLite store: when it signs, what it stores, how it resumes;
-the schema migration that added checkpoints; proofs served from the store."""
+"""The checkpointer on real stores (SQLite and PostgreSQL): when it signs, what it stores,
+how it resumes; proofs served from the store."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from gateway.audit import (
     AuditError,
+    AuditStore,
     Checkpointer,
     SqliteAuditStore,
     StoredCheckpoint,
@@ -24,7 +25,6 @@ from gateway.audit import (
     verify_checkpoint,
     verify_consistency,
     verify_inclusion,
-    verify_log,
 )
 from gateway.audit.merkle import CompactRange
 from gateway.settings import AuditSettings
@@ -41,16 +41,18 @@ async def _until(condition: Callable[[], bool]) -> None:
     raise AssertionError("timed out waiting for the checkpointer")
 
 
-def _checkpoint_sizes(db_path: Path) -> list[int]:
+def _sizes_in_file(db_path: Path) -> list[int]:
     with sqlite3.connect(db_path) as raw:
         rows = raw.execute("SELECT tree_size FROM checkpoints ORDER BY tree_size").fetchall()
     raw.close()
     return [size for (size,) in rows]
 
 
-def _checkpointer(
-    store: SqliteAuditStore, key: Ed25519PrivateKey, **options: float
-) -> Checkpointer:
+async def _checkpoint_sizes(store: AuditStore) -> list[int]:
+    return [stored.checkpoint.size for stored in await store.checkpoints(limit=1000)]
+
+
+def _checkpointer(store: AuditStore, key: Ed25519PrivateKey, **options: float) -> Checkpointer:
     return Checkpointer(
         store,
         key,
@@ -62,7 +64,7 @@ def _checkpointer(
 
 
 async def test_every_n_records_triggers_a_checkpoint(
-    store: SqliteAuditStore, log_key: Ed25519PrivateKey
+    store: AuditStore, log_key: Ed25519PrivateKey
 ) -> None:
     checkpointer = _checkpointer(store, log_key, every=10)
     await checkpointer.start()
@@ -82,7 +84,7 @@ async def test_every_n_records_triggers_a_checkpoint(
 
 
 async def test_the_timer_signs_only_when_the_log_grew(
-    store: SqliteAuditStore, log_key: Ed25519PrivateKey, db_path: Path
+    store: AuditStore, log_key: Ed25519PrivateKey
 ) -> None:
     checkpointer = _checkpointer(store, log_key, interval=0.02)
     await checkpointer.start()
@@ -90,21 +92,19 @@ async def test_the_timer_signs_only_when_the_log_grew(
         await store.append(exchange("m-1"))
         await _until(lambda: checkpointer.latest is not None and checkpointer.latest.size == 2)
         await asyncio.sleep(0.15)  # several intervals without new records
-        assert _checkpoint_sizes(db_path) == [0, 2]
+        assert await _checkpoint_sizes(store) == [0, 2]
     finally:
         await checkpointer.stop()
 
 
-async def test_stop_signs_a_final_checkpoint(
-    store: SqliteAuditStore, log_key: Ed25519PrivateKey, db_path: Path
-) -> None:
+async def test_stop_signs_a_final_checkpoint(store: AuditStore, log_key: Ed25519PrivateKey) -> None:
     checkpointer = _checkpointer(store, log_key)
     await checkpointer.start()
     for i in range(3):
         await store.append(exchange(f"m-{i}"))
     final = await checkpointer.stop()
     assert final is not None and final.size == 6
-    assert _checkpoint_sizes(db_path) == [0, 6]
+    assert await _checkpoint_sizes(store) == [0, 6]
     assert await checkpointer.stop() == final  # idempotent, nothing new to sign
 
 
@@ -138,7 +138,7 @@ async def test_restart_continues_from_the_stored_tree_state(
         assert second.root == root_hash(original + after)
     finally:
         await store.close()
-    assert _checkpoint_sizes(db_path) == [0, 2, 4]
+    assert _sizes_in_file(db_path) == [0, 2, 4]
 
 
 async def test_a_new_log_key_rebuilds_the_tree_and_never_resigns_a_size(
@@ -162,11 +162,11 @@ async def test_a_new_log_key_rebuilds_the_tree_and_never_resigns_a_size(
         assert latest.root == root_hash(await store.leaf_hashes(0, 4))
     finally:
         await store.close()
-    assert _checkpoint_sizes(db_path) == [0, 2, 4]
+    assert _sizes_in_file(db_path) == [0, 2, 4]
 
 
 async def test_a_checkpoint_larger_than_the_log_is_refused(
-    store: SqliteAuditStore, log_key: Ed25519PrivateKey
+    store: AuditStore, log_key: Ed25519PrivateKey
 ) -> None:
     await store.append(exchange("m"))
     compact = CompactRange()
@@ -178,7 +178,7 @@ async def test_a_checkpoint_larger_than_the_log_is_refused(
 
 
 async def test_proofs_from_the_store_verify_against_checkpoints(
-    store: SqliteAuditStore, log_key: Ed25519PrivateKey
+    store: AuditStore, log_key: Ed25519PrivateKey
 ) -> None:
     checkpointer = _checkpointer(store, log_key)
     await checkpointer.start()
@@ -198,44 +198,8 @@ async def test_proofs_from_the_store_verify_against_checkpoints(
     verify_consistency(middle.size, latest.size, middle.root, latest.root, proof)
 
 
-async def test_a_version_1_log_is_migrated_in_place(
-    db_path: Path, log_key: Ed25519PrivateKey
-) -> None:
-    store = SqliteAuditStore(db_path)
-    await store.open()
-    await store.append(exchange("from v1"))
-    await store.close()
-    with sqlite3.connect(db_path) as raw:  # what a version 1 file looks like
-        raw.execute("DROP TABLE checkpoints")
-        raw.execute("PRAGMA user_version = 1")
-    raw.close()
-
-    reader = SqliteAuditStore(db_path, read_only=True)  # readers accept version 1 as it is
-    await reader.open()
-    assert [r.message_id for r in await reader.query()] == ["from v1", "from v1"]
-    await reader.close()
-    report = verify_log(db_path, log_key.public_key(), ORIGIN, ORIGIN)
-    assert report.ok and report.checkpoints == 0
-
-    store = SqliteAuditStore(db_path)
-    await store.open()
-    try:
-        checkpointer = _checkpointer(store, log_key)
-        await checkpointer.start()
-        await store.append(exchange("after"))
-        await checkpointer.stop()
-    finally:
-        await store.close()
-    with sqlite3.connect(db_path) as raw:
-        (version,) = raw.execute("PRAGMA user_version").fetchone()
-    raw.close()
-    assert version == 2
-    assert _checkpoint_sizes(db_path) == [2, 4]
-    assert verify_log(db_path, log_key.public_key(), ORIGIN, ORIGIN).checkpoints == 2
-
-
 async def test_from_settings_reads_the_log_key(
-    store: SqliteAuditStore, tmp_path: Path, log_key: Ed25519PrivateKey
+    store: AuditStore, tmp_path: Path, log_key: Ed25519PrivateKey
 ) -> None:
     pem = log_key.private_bytes(
         serialization.Encoding.PEM,
@@ -269,7 +233,7 @@ async def test_from_settings_reads_the_log_key(
 
 
 async def test_stop_just_after_a_wake_up_returns(
-    store: SqliteAuditStore, log_key: Ed25519PrivateKey
+    store: AuditStore, log_key: Ed25519PrivateKey
 ) -> None:
     """A stop in the same loop turn as the wake-up of the timer task must still stop it
     (Python 3.11's wait_for swallowed that cancel, and the gateway's shutdown hung)."""

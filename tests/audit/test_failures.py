@@ -12,19 +12,26 @@ from pathlib import Path
 
 import pytest
 
-from gateway.audit import AuditError, InvalidAuditRecord, SqliteAuditStore
+from gateway.audit import (
+    AuditError,
+    AuditStore,
+    InvalidAuditRecord,
+    RetentionStore,
+    SqliteAuditStore,
+)
 from tests.audit.drafts import exchange, make_draft
 
 
-async def _expect_logging_failed(store: SqliteAuditStore, match: str) -> None:
+async def _expect_logging_failed(store: AuditStore, match: str) -> None:
     with pytest.raises(AuditError, match=match) as info:
         await store.append(exchange("refused"))
     assert info.value.code == "LoggingFailed"
 
 
 async def test_directory_moved_away_fails_closed_then_recovers(
-    store: SqliteAuditStore, db_path: Path
+    sqlite_store: SqliteAuditStore, db_path: Path
 ) -> None:
+    store = sqlite_store
     await store.append(exchange("before"))
     moved = db_path.parent.with_name("moved")
     db_path.parent.rename(moved)
@@ -41,8 +48,9 @@ async def test_directory_moved_away_fails_closed_then_recovers(
 
 
 async def test_directory_replaced_by_a_file_fails_closed_then_recovers(
-    store: SqliteAuditStore, db_path: Path
+    sqlite_store: SqliteAuditStore, db_path: Path
 ) -> None:
+    store = sqlite_store
     await store.append(exchange("before"))
     moved = db_path.parent.with_name("moved")
     db_path.parent.rename(moved)
@@ -73,8 +81,9 @@ async def test_write_lock_held_elsewhere_fails_closed_then_recovers(db_path: Pat
 
 
 async def test_read_only_store_reads_but_refuses_appends(
-    store: SqliteAuditStore, db_path: Path
+    sqlite_store: SqliteAuditStore, db_path: Path
 ) -> None:
+    store = sqlite_store
     await store.append(exchange("a"))
     reader = SqliteAuditStore(db_path, read_only=True)
     await reader.open()
@@ -103,13 +112,14 @@ async def test_a_file_that_is_not_an_audit_log_is_refused(tmp_path: Path) -> Non
     with sqlite3.connect(foreign) as conn:
         conn.execute("PRAGMA user_version = 42")
     conn.close()
-    with pytest.raises(AuditError, match="schema version 2 \\(found 42\\)"):
+    with pytest.raises(AuditError, match="schema version 3 \\(found 42\\)"):
         await SqliteAuditStore(foreign).open()
 
 
 async def test_a_tampered_row_is_reported_not_returned(
-    store: SqliteAuditStore, db_path: Path
+    sqlite_store: SqliteAuditStore, db_path: Path
 ) -> None:
+    store = sqlite_store
     await store.append([make_draft()])
     with sqlite3.connect(db_path) as conn:
         conn.execute("UPDATE records SET canonical = ? WHERE seq = 0", (b'{"v":1}',))
@@ -118,6 +128,6 @@ async def test_a_tampered_row_is_reported_not_returned(
         await store.query()
 
 
-async def test_store_cannot_be_opened_twice(store: SqliteAuditStore) -> None:
+async def test_store_cannot_be_opened_twice(store: RetentionStore) -> None:
     with pytest.raises(AuditError, match="already opened"):
         await store.open()

@@ -38,6 +38,30 @@ def _checkpoints(db: Path) -> list[int]:
     return [size for (size,) in rows]
 
 
+async def _gateway_settings(
+    dev_pki: Path, tmp_path: Path, aiohttp_server: Callable[..., Any], audit: dict[str, Any]
+) -> Settings:
+    """Settings of a gateway in front of a real provider, with the log key and ``audit``."""
+    behaviour = ProviderBehaviour(body=(QUERIES / "getstate.answer").read_bytes())
+    provider: TestServer = await aiohttp_server(provider_app(behaviour))
+    registry_dir = tmp_path / "registry"
+    registry_dir.mkdir()
+    registry = base_registry(dev_pki / "ca" / "ca.crt", str(provider.make_url("")).rstrip("/"))
+    (registry_dir / "registry.yaml").write_text(yaml.safe_dump(registry), encoding="utf-8")
+    return Settings.model_validate(
+        {
+            "registry_dir": registry_dir,
+            "keys": {
+                "signing_certificate": dev_pki / "gateway" / "sign.crt",
+                "signing_key": dev_pki / "gateway" / "sign.key",
+                "log_key": dev_pki / "gateway" / "log.key",
+            },
+            "audit": {"origin": "gateway.test/ee", **audit},
+            "allow_unauthenticated_clients": True,
+        }
+    )
+
+
 def test_pki_init_writes_an_ed25519_log_key(dev_pki: Path) -> None:
     layout = PkiLayout(dev_pki)
     assert layout.log_key == dev_pki / "gateway" / "log.key"
@@ -52,29 +76,12 @@ async def test_the_gateway_checkpoints_its_log_and_the_log_verifies(
     aiohttp_client: Callable[..., Any],
     aiohttp_server: Callable[..., Any],
 ) -> None:
-    behaviour = ProviderBehaviour(body=(QUERIES / "getstate.answer").read_bytes())
-    provider: TestServer = await aiohttp_server(provider_app(behaviour))
-    registry_dir = tmp_path / "registry"
-    registry_dir.mkdir()
-    registry = base_registry(dev_pki / "ca" / "ca.crt", str(provider.make_url("")).rstrip("/"))
-    (registry_dir / "registry.yaml").write_text(yaml.safe_dump(registry), encoding="utf-8")
     db = tmp_path / "audit.db"
-    settings = Settings.model_validate(
-        {
-            "registry_dir": registry_dir,
-            "keys": {
-                "signing_certificate": dev_pki / "gateway" / "sign.crt",
-                "signing_key": dev_pki / "gateway" / "sign.key",
-                "log_key": dev_pki / "gateway" / "log.key",
-            },
-            "audit": {
-                "path": db,
-                "origin": "gateway.test/ee",
-                "checkpoint_every_records": 4,
-                "checkpoint_interval_seconds": 60,
-            },
-            "allow_unauthenticated_clients": True,
-        }
+    settings = await _gateway_settings(
+        dev_pki,
+        tmp_path,
+        aiohttp_server,
+        {"path": db, "checkpoint_every_records": 4, "checkpoint_interval_seconds": 60},
     )
     client = await aiohttp_client(create_client_app(settings))
     request = (QUERIES / "getstate.query").read_bytes()
@@ -95,3 +102,50 @@ async def test_the_gateway_checkpoints_its_log_and_the_log_verifies(
     public = load_log_key(dev_pki / "gateway" / "log.key").public_key()
     report = verify_log(db, public, "gateway.test/ee", "gateway.test/ee")
     assert (report.records, report.covered) == (6, 6)
+
+
+async def test_the_gateway_archives_old_records_in_the_background(
+    dev_pki: Path,
+    tmp_path: Path,
+    aiohttp_client: Callable[..., Any],
+    aiohttp_server: Callable[..., Any],
+) -> None:
+    db, archive_dir = tmp_path / "audit.db", tmp_path / "archive"
+    settings = await _gateway_settings(
+        dev_pki,
+        tmp_path,
+        aiohttp_server,
+        {
+            "path": db,
+            "checkpoint_every_records": 2,
+            "checkpoint_interval_seconds": 0.1,
+            "retention_max_age_days": 0.2 / 86400,  # records older than 0.2 s
+            "retention_interval_seconds": 0.1,
+            "archive_dir": archive_dir,
+        },
+    )
+    client = await aiohttp_client(create_client_app(settings))
+    request = (QUERIES / "getstate.query").read_bytes()
+    for _ in range(3):
+        response = await client.post("/", data=request, headers={"Content-Type": "text/xml"})
+        assert response.status == 200
+        await response.read()
+    for _ in range(500):  # the owned retention task archives them within a few intervals
+        if sorted(archive_dir.glob("*.archive.db")) and _kept(db) == 0:
+            break
+        await asyncio.sleep(0.02)
+    assert _kept(db) == 0, "the records did not leave the database"
+    response = await client.post("/", data=request, headers={"Content-Type": "text/xml"})
+    assert response.status == 200  # the gateway goes on logging after retention
+    await response.read()
+    await client.close()
+    status, text = verify_log_cli(settings, archives=archive_dir)
+    assert status == 0, text
+    assert "pieces form one log of 8 records" in text
+
+
+def _kept(db: Path) -> int:
+    with sqlite3.connect(db) as raw:
+        (count,) = raw.execute("SELECT count(*) FROM records").fetchone()
+    raw.close()
+    return int(count)

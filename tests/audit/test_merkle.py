@@ -359,3 +359,20 @@ def test_a_node_cache_gives_the_same_proofs_and_spares_reads() -> None:
     inclusion_proof(source, 1234, 3000, cache)
     assert source.reads < 512  # without the cache: 2999; now only small uncached pieces
     assert subtree_hash(source, 0, 3000, cache) == root_hash(leaves)
+
+
+def test_extend_collecting_names_every_perfect_subtree_it_completes() -> None:
+    from gateway.audit.merkle import CompactRange, subtree_hash
+
+    leaves = [hashlib.sha256(bytes([i % 256, i // 256])).digest() for i in range(1000)]
+    compact = CompactRange()
+    nodes = compact.extend_collecting(leaves[:333], 3) + compact.extend_collecting(leaves[333:], 3)
+    assert compact.root() == root_hash(leaves)
+    expected = [
+        (height, start)
+        for height in range(3, 10)
+        for start in range(0, 1000 - (1 << height) + 1, 1 << height)
+    ]
+    assert sorted((h, s) for h, s, _ in nodes) == sorted(expected)
+    for height, start, node in nodes:
+        assert node == subtree_hash(leaves, start, start + (1 << height))

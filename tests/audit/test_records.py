@@ -118,7 +118,10 @@ def test_body_fields_follow_the_policy() -> None:
         ({"fault_code": "Client.InvalidSoap"}, "outcome 'fault'"),
         ({"body_digest": "abc"}, "base64"),
         ({"body_digest": base64.b64encode(b"x" * 32).decode()}, "SHA-512"),
-        ({"body": b"<Envelope>person</Envelope>"}, "only under policy 'plain'"),
+        (
+            {"body": b"<Envelope>person</Envelope>"},
+            "only under policy 'plain' or 'encrypted', not digest",
+        ),
         ({"body_policy": "none"}, "neither the body nor its digest"),
         ({"duration_ms": 3.0}, "only a response"),
     ],
@@ -247,3 +250,11 @@ def test_check_canonical_refuses_other_bytes(mutate: Any, reason: str) -> None:
     canonical = make_draft(direction="response").to_record(7).to_canonical_json()
     with pytest.raises(InvalidAuditRecord, match=reason):
         check_canonical(mutate(canonical), 7)
+
+
+@given(st.lists(st.sampled_from(["A", "B", "", "x/y", "GOV", "1"]), max_size=6).map("/".join))
+def test_member_of_is_the_first_three_parts(identifier: str) -> None:
+    from gateway.audit import member_of
+
+    expected = "/".join(identifier.split("/")[:3]) if identifier else None
+    assert member_of(identifier) == expected

@@ -1,99 +1,52 @@
-"""The SQLite audit store: round trip, group commit, sequence numbers, queries, durability."""
+"""What only the SQLite store does: its file format, sharing a file, migrating old files.
+
+The behaviour both stores share is tested against both in ``test_store.py``.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import sqlite3
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
+import orjson
 import pytest
 
-from gateway.audit import (
-    AuditError,
-    InvalidAuditQuery,
-    SqliteAuditStore,
-    leaf_hash,
-)
-from tests.audit.drafts import CLIENT, SERVICE, exchange, make_draft
+from gateway.audit import SqliteAuditStore, leaf_hash, verify_log
+from gateway.audit.checkpointer import Checkpointer
+from tests.audit.drafts import exchange, make_draft
 
-REPO = Path(__file__).resolve().parents[2]
+ORIGIN = "obmin.test/gateway"
 
 
-async def test_append_and_read_back(store: SqliteAuditStore, db_path: Path) -> None:
-    drafts = exchange("m-1", policy="plain")
-    records = await store.append(drafts)
-    assert [r.seq for r in records] == [0, 1]
-    assert [r.direction for r in records] == ["request", "response"]
-    assert records[1].duration_ms == 12.5
-    assert await store.by_request_id(drafts[0].request_id) == records
-    assert (await store.by_request_id(drafts[0].request_id))[0].body == drafts[0].body
-    assert await store.count() == 2
-    # The row holds the canonical JSON and its RFC 9162 leaf hash, for the Merkle tree.
+async def test_rows_hold_canonical_json_and_leaf_hash_in_wal_mode(
+    sqlite_store: SqliteAuditStore, db_path: Path
+) -> None:
+    records = await sqlite_store.append(exchange("m-1", subject_id="UA-1", user_id="u"))
     with sqlite3.connect(db_path) as raw:
-        rows = raw.execute("SELECT seq, canonical, leaf_hash FROM records ORDER BY seq").fetchall()
+        rows = raw.execute(
+            "SELECT seq, canonical, leaf_hash, client_member, subject_id, http_status"
+            " FROM records ORDER BY seq"
+        ).fetchall()
         (journal,) = raw.execute("PRAGMA journal_mode").fetchone()
+        plans = raw.execute(
+            "EXPLAIN QUERY PLAN SELECT canonical FROM records WHERE subject_id = ?"
+            " AND seq > ? ORDER BY seq LIMIT 5",
+            ("UA-1", -1),
+        ).fetchall()
     raw.close()
     assert journal == "wal"
-    assert [(seq, bytes(c), bytes(h)) for seq, c, h in rows] == [
+    assert [(seq, bytes(c), bytes(h)) for seq, c, h, *_ in rows] == [
         (r.seq, r.to_canonical_json(), leaf_hash(r)) for r in records
     ]
+    assert [row[3:] for row in rows] == [
+        ("SEVDEIR-TEST/GOV/12345678", "UA-1", None),
+        ("SEVDEIR-TEST/GOV/12345678", "UA-1", 200),
+    ]
+    assert "records_subject_id" in " ".join(str(plan) for plan in plans)
 
 
-async def test_group_commit_batches_concurrent_appends(store: SqliteAuditStore) -> None:
-    drafts = [make_draft(message_id=f"m-{i}") for i in range(200)]
-    results = await asyncio.gather(*(store.append([d]) for d in drafts))
-    stats = store.stats()
-    assert stats.records == 200 and stats.queue_depth == 0
-    assert stats.commits < 20, stats  # one fsync served many appends
-    # Each caller got its own record back; seq is contiguous from 0.
-    assert [r[0].message_id for r in results] == [d.message_id for d in drafts]
-    assert sorted(r[0].seq for r in results) == list(range(200))
-    assert await store.count() == 200
-
-
-async def test_without_group_commit_each_call_is_a_transaction(db_path: Path) -> None:
-    store = SqliteAuditStore(db_path, group_commit=False)
-    await store.open()
-    try:
-        await asyncio.gather(*(store.append(exchange(f"m-{i}")) for i in range(30)))
-        assert store.stats().commits == 30 and store.stats().records == 60
-    finally:
-        await store.close()
-
-
-async def test_one_call_is_one_unit_with_consecutive_seq(store: SqliteAuditStore) -> None:
-    calls = [exchange(f"m-{i}") for i in range(50)]
-    results = await asyncio.gather(*(store.append(c) for c in calls))
-    for records in results:
-        assert records[1].seq == records[0].seq + 1
-        assert records[0].request_id == records[1].request_id
-    all_records = await store.query(limit=1000)
-    assert [r.seq for r in all_records] == list(range(100))
-
-
-async def test_queries_filter_and_paginate(store: SqliteAuditStore) -> None:
-    other_client = "SEVDEIR-TEST/GOV/11112222/OTHER"
-    await store.append(exchange("a"))
-    await store.append(exchange("b", client=other_client))
-    await store.append(exchange("c", service=SERVICE + "x"))
-    assert [r.message_id for r in await store.query(message_id="b")] == ["b", "b"]
-    assert {r.message_id for r in await store.query(client=other_client)} == {"b"}
-    assert {r.message_id for r in await store.query(client=CLIENT, service=SERVICE)} == {"a"}
-    page1 = await store.query(limit=4)
-    page2 = await store.query(after_seq=page1[-1].seq, limit=4)
-    assert [r.seq for r in page1 + page2] == list(range(6))
-    newest = await store.query(limit=2, newest_first=True)
-    assert [r.seq for r in newest] == [5, 4]
-    assert await store.query(message_id="nothing") == []
-    for limit in (0, 10_001):
-        with pytest.raises(InvalidAuditQuery):
-            await store.query(limit=limit)
-
-
-async def test_log_continues_after_reopen_and_two_stores_share_a_file(db_path: Path) -> None:
+async def test_two_stores_share_a_file(db_path: Path) -> None:
     first = SqliteAuditStore(db_path)
     await first.open()
     await first.append(exchange("a"))
@@ -116,65 +69,82 @@ async def test_log_continues_after_reopen_and_two_stores_share_a_file(db_path: P
         await reopened.close()
 
 
-async def test_close_flushes_queued_appends_then_refuses(db_path: Path) -> None:
+_V2_RECORDS = """CREATE TABLE records (
+    seq INTEGER PRIMARY KEY, request_id TEXT NOT NULL, message_id TEXT, client TEXT,
+    service TEXT, time TEXT NOT NULL, direction TEXT NOT NULL, canonical BLOB NOT NULL,
+    leaf_hash BLOB NOT NULL, body BLOB)"""
+_V2_CHECKPOINTS = """CREATE TABLE checkpoints (tree_size INTEGER PRIMARY KEY,
+    root BLOB NOT NULL, note TEXT NOT NULL, created TEXT NOT NULL, compact_range BLOB NOT NULL)"""
+
+
+def _old_file(path: Path, version: int) -> list[bytes]:
+    """A log file as obmin wrote it at schema ``version`` (1 or 2): four records."""
+    records = [r.to_record(seq) for seq, r in enumerate(exchange("old") + exchange("old2"))]
+    records[1] = make_draft(
+        direction="response",
+        request_id=records[0].request_id,
+        message_id="old",
+        subject_id="UA-7",
+        outcome="fault",
+        http_status=500,
+        fault_code="Server.X",
+    ).to_record(1)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with sqlite3.connect(path) as conn:
+        conn.execute(_V2_RECORDS)
+        conn.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+        if version == 2:
+            conn.execute(_V2_CHECKPOINTS)
+        for record in records:
+            canonical = record.to_canonical_json()
+            document = orjson.loads(canonical)
+            conn.execute(
+                "INSERT INTO records VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, NULL)",
+                (
+                    record.seq,
+                    record.request_id,
+                    record.message_id,
+                    record.client,
+                    record.service,
+                    document["time"],
+                    record.direction,
+                    canonical,
+                    leaf_hash(canonical),
+                ),
+            )
+        conn.execute(f"PRAGMA user_version = {version}")
+    conn.close()
+    return [leaf_hash(r) for r in records]
+
+
+@pytest.mark.parametrize("version", [1, 2])
+async def test_an_old_file_is_migrated_in_place(
+    db_path: Path, version: int, log_key: object
+) -> None:
+    leaves = _old_file(db_path, version)
+    with pytest.raises(Exception, match="open it once with a writable store"):
+        reader = SqliteAuditStore(db_path, read_only=True)
+        await reader.open()
     store = SqliteAuditStore(db_path)
     await store.open()
-    pending = [asyncio.create_task(store.append(exchange(f"m-{i}"))) for i in range(40)]
-    await asyncio.sleep(0)  # the appends are queued, most not yet committed
-    await store.close()
-    assert all(len(task.result()) == 2 for task in pending)
-    with pytest.raises(AuditError, match="not open"):
-        await store.append([make_draft()])
-    with pytest.raises(AuditError, match="not open"):
-        await store.count()
-    assert not await store.check_writable()
-    await store.close()  # idempotent
-
-    reopened = SqliteAuditStore(db_path, read_only=True)
-    await reopened.open()
     try:
-        assert await reopened.count() == 80
-    finally:
-        await reopened.close()
-
-
-_KILLED_WRITER = textwrap.dedent(
-    """
-    import asyncio, os, signal, sys
-    from pathlib import Path
-    from gateway.audit import SqliteAuditStore
-    from tests.audit.drafts import exchange
-
-    async def main() -> None:
-        store = SqliteAuditStore(Path(sys.argv[1]))
-        await store.open()
-        await asyncio.gather(*(store.append(exchange(f"m-{i}")) for i in range(100)))
-        print("durable", flush=True)
-        os.kill(os.getpid(), signal.SIGKILL)  # no close(), no flush, no checkpoint
-
-    asyncio.run(main())
-    """
-)
-
-
-async def test_records_survive_sigkill_once_append_returned(db_path: Path) -> None:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-c",
-        _KILLED_WRITER,
-        str(db_path),
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    stdout, stderr = await process.communicate()
-    assert process.returncode == -9, stderr.decode()
-    assert stdout == b"durable\n"
-    store = SqliteAuditStore(db_path)
-    await store.open()
-    try:
-        assert await store.count() == 200
-        records = await store.query(limit=200)
-        assert [r.seq for r in records] == list(range(200))
+        assert await store.leaf_hashes(0, 10) == leaves
+        # The new columns were filled from the records: the new filters find them.
+        assert [r.seq for r in await store.query(subject_id="UA-7")] == [1]
+        assert [r.seq for r in await store.query(status="Server.X")] == [1]
+        assert [r.seq for r in await store.query(status=500)] == [1]
+        assert len(await store.query(members=("SEVDEIR-TEST/GOV/12345678",))) == 4
+        checkpointer = Checkpointer(store, log_key, origin=ORIGIN)  # type: ignore[arg-type]
+        await checkpointer.start()
+        await store.append(exchange("new"))
+        await checkpointer.stop()
+        await store.set_checkpoint_timestamp(6, b"token")
     finally:
         await store.close()
+    with sqlite3.connect(db_path) as raw:
+        (found,) = raw.execute("PRAGMA user_version").fetchone()
+    raw.close()
+    assert found == 3
+    report = verify_log(db_path, log_key.public_key(), ORIGIN, ORIGIN)  # type: ignore[attr-defined]
+    assert report.ok, report.summary()
+    assert report.records == 6

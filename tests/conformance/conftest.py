@@ -92,6 +92,8 @@ def make_gateway(
         behaviour: ProviderBehaviour,
         tweak: Callable[[dict[str, Any]], None] | None = None,
         settings_extra: dict[str, Any] | None = None,
+        *,
+        audit: dict[str, Any] | None = None,
     ) -> TestClient[web.Request, web.Application]:
         provider: TestServer = await aiohttp_server(provider_app(behaviour))
         registry = base_registry(dev_pki / "ca" / "ca.crt", str(provider.make_url("")).rstrip("/"))
@@ -108,7 +110,7 @@ def make_gateway(
                     "signing_certificate": dev_pki / "gateway" / "sign.crt",
                     "signing_key": dev_pki / "gateway" / "sign.key",
                 },
-                "audit": {"path": tmp_path / "audit.db"},
+                "audit": audit or {"path": tmp_path / "audit.db"},
                 "allow_unauthenticated_clients": True,
                 **(settings_extra or {}),
             }

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +17,7 @@ from gateway.server import client_server_options, create_client_app
 from gateway.settings import Settings
 from tests.conformance.conftest import base_registry
 from tests.conformance.test_xroad_proxy_vectors import QUERIES, VECTORS
+from tests.postgres import PostgresLog, postgres_log
 from tests.support import GatewayFactory, ProviderBehaviour
 
 pytestmark = pytest.mark.skipif(
@@ -22,32 +25,56 @@ pytestmark = pytest.mark.skipif(
 )
 
 HEADERS = {"Content-Type": "text/xml; charset=UTF-8"}
+__all__ = ["postgres_log"]  # the fixture, imported for this module
 
 
 def _code(body: bytes) -> str | None:
     return etree.fromstring(body).findtext(".//faultcode")
 
 
+@dataclass
+class _AuditOutage:
+    """One store, and how to take it away and bring it back for real."""
+
+    settings: dict[str, Any]
+    take_away: Callable[[], None]
+    bring_back: Callable[[], None]
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def audit_outage(request: pytest.FixtureRequest, tmp_path: Path) -> _AuditOutage:
+    if request.param == "postgres":
+        pg: PostgresLog = request.getfixturevalue("postgres_log")
+        settings = {"store": "postgres", "dsn": pg.dsn, "postgres_schema": pg.schema}
+        # The gateway's database role may no longer log in, and its sessions are killed.
+        return _AuditOutage(settings, pg.take_away, pg.bring_back)
+    database = tmp_path / "audit.db"
+    away = tmp_path / "audit.db.away"
+    return _AuditOutage(
+        {"path": database}, lambda: database.rename(away), lambda: away.rename(database)
+    )
+
+
 async def test_audit_store_failure_fails_closed_and_recovers(
-    make_gateway: GatewayFactory, tmp_path: Path
+    make_gateway: GatewayFactory, audit_outage: _AuditOutage
 ) -> None:
     behaviour = ProviderBehaviour(
         body=(QUERIES / "getstate.answer").read_bytes(), content_type="text/xml"
     )
-    client = await make_gateway(behaviour)
+    client = await make_gateway(behaviour, audit=audit_outage.settings)
     request = (QUERIES / "getstate.query").read_bytes()
-    database = tmp_path / "audit.db"
 
     ok = await client.post("/", data=request, headers=HEADERS)
     assert _code(await ok.read()) is None
     assert len(behaviour.received) == 1
 
-    database.rename(tmp_path / "audit.db.away")  # the store is gone: nothing may be forwarded
-    refused = await client.post("/", data=request, headers=HEADERS)
-    assert _code(await refused.read()) == "Server.ClientProxy.LoggingFailed"
+    audit_outage.take_away()  # the store is gone: nothing may be forwarded
+    for _ in range(2):  # and it stays refused while the store is away
+        refused = await client.post("/", data=request, headers=HEADERS)
+        assert _code(await refused.read()) == "Server.ClientProxy.LoggingFailed"
     assert len(behaviour.received) == 1
 
-    (tmp_path / "audit.db.away").rename(database)  # the store is back: the gateway recovers
+    audit_outage.bring_back()  # the store is back: the gateway recovers, no restart
     again = await client.post("/", data=request, headers=HEADERS)
     assert _code(await again.read()) is None
     assert len(behaviour.received) == 2

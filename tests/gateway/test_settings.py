@@ -202,3 +202,36 @@ def test_a_variable_opening_a_section_starts_from_its_defaults(tmp_path: Path) -
     assert "environment variable OBMIN_CLIENT_TLS__PORT (client_tls.certificate): Field " in str(
         info.value
     )
+
+
+def test_the_audit_store_is_chosen_by_settings_and_the_dsn_by_the_environment(
+    tmp_path: Path,
+) -> None:
+    text = BASE + "audit: {store: postgres, dsn: 'postgresql://db/obmin', origin: gw-1}\n"
+    environ = {"OBMIN_AUDIT__DSN": "postgresql://obmin:secret@db.internal:5432/obmin"}
+    settings = load_settings(_write(tmp_path, text), environ=environ)
+    assert settings.audit.store == "postgres"
+    assert settings.audit.dsn == "postgresql://obmin:secret@db.internal:5432/obmin"
+    assert settings.audit.postgres_schema == "obmin_audit"
+    retention = BASE + "audit: {retention_max_age_days: 30, archive_dir: archive}\n"
+    settings = load_settings(
+        _write(tmp_path, retention.replace("sign.key}", "sign.key, log_key: pki/log.key}")),
+        environ={},
+    )
+    assert settings.audit.archive_dir == tmp_path / "archive"
+    assert settings.audit.retention_max_age_days == 30
+
+
+@pytest.mark.parametrize(
+    ("audit", "message"),
+    [
+        ("{store: postgres}", "audit: Value error, audit.store postgres needs audit.dsn"),
+        ("{store: mysql}", "audit.store: Input should be 'sqlite' or 'postgres'"),
+        ("{postgres_schema: 'a; drop'}", "audit.postgres_schema: String should match pattern"),
+        ("{retention_max_age_days: 30}", "retention_max_age_days needs keys.log_key"),
+        ("{retention_max_age_days: 0}", "audit.retention_max_age_days: Input should be greater"),
+    ],
+)
+def test_bad_audit_settings_name_the_key(tmp_path: Path, audit: str, message: str) -> None:
+    with pytest.raises(SettingsError, match=message.replace("(", r"\(")):
+        load_settings(_write(tmp_path, BASE + f"audit: {audit}\n"), environ={})
