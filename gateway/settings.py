@@ -32,6 +32,7 @@ __all__ = [
     "Settings",
     "SettingsError",
     "SharedStateSettings",
+    "TsaSettings",
     "load_settings",
 ]
 
@@ -81,6 +82,15 @@ class AdminToken(_Model):
     members: tuple[str, ...] = ()  # auditor scope: member identifiers; empty = all
 
 
+class TsaSettings(_Model):
+    """An RFC 3161 time-stamping authority for checkpoints (SPEC 8)."""
+
+    url: str = Field(pattern=r"^https?://")
+    ca_certificate: Path  # PEM: the CA(s) the TSA's certificate must chain to
+    timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    policy: str | None = Field(default=None, pattern=r"^[0-2](\.[0-9]+)+$")  # dotted OID
+
+
 class AuditSettings(_Model):
     """Where the audit log is kept."""
 
@@ -89,6 +99,7 @@ class AuditSettings(_Model):
     origin: str = "obmin.local/gateway"
     checkpoint_interval_seconds: float = Field(default=5.0, gt=0)
     checkpoint_every_records: int = Field(default=1000, gt=0)
+    tsa: TsaSettings | None = None
 
 
 class SharedStateSettings(_Model):
@@ -143,6 +154,7 @@ _PATH_KEYS = (
     ("keys", "signing_key"),
     ("keys", "log_key"),
     ("audit", "path"),
+    ("audit", "tsa", "ca_certificate"),
     ("client_tls", "certificate"),
     ("client_tls", "key"),
 )
