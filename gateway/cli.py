@@ -235,6 +235,17 @@ def _cmd_audit_query(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_audit_new_body_key(args: argparse.Namespace) -> int:
+    from gateway.audit.body_crypto import write_body_key
+
+    write_body_key(args.file)
+    print(
+        f"body key written to {args.file} (mode 0600); configure it as"
+        f" audit.body_keys.keys.<key id>: {args.file}"
+    )
+    return 0
+
+
 BENCHMARKS = {
     "soap": "bench.soap_throughput",
     "rest-large-body": "bench.rest_large_body",
@@ -328,6 +339,11 @@ def _parser() -> argparse.ArgumentParser:
     query.add_argument("--client")
     query.add_argument("--limit", type=int, default=20)
     query.set_defaults(func=_cmd_audit_query)
+    body_key = audit.add_parser(
+        "new-body-key", help="write a new random AES-256 key for encrypted bodies"
+    )
+    body_key.add_argument("file", type=Path)
+    body_key.set_defaults(func=_cmd_audit_new_body_key)
 
     provider = sub.add_parser("example-provider", help="run the example provider service")
     provider.add_argument("--host", default="127.0.0.1")

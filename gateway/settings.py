@@ -13,18 +13,27 @@ for one feature.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from gateway.errors import GatewayError
 
 __all__ = [
     "AdminToken",
     "AuditSettings",
+    "BodyKeySettings",
     "ClientTlsSettings",
     "KeySettings",
     "LimitSettings",
@@ -91,6 +100,23 @@ class TsaSettings(_Model):
     policy: str | None = Field(default=None, pattern=r"^[0-2](\.[0-9]+)+$")  # dotted OID
 
 
+class BodyKeySettings(_Model):
+    """Keys for bodies under policy ``encrypted`` (SPEC 8): files of 32 random bytes (raw or
+    base64), by key id. ``current`` seals new bodies; the others stay to open old ones."""
+
+    current: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$")
+    keys: dict[str, Path] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _current_is_configured(self) -> BodyKeySettings:
+        for key_id in self.keys:
+            if not re.fullmatch(r"[a-z0-9][a-z0-9._-]{0,63}", key_id):
+                raise ValueError(f"key id {key_id!r} is not 1-64 of a-z 0-9 . _ -")
+        if self.current not in self.keys:
+            raise ValueError(f"current key {self.current!r} is not among keys")
+        return self
+
+
 class AuditSettings(_Model):
     """Where the audit log is kept."""
 
@@ -100,6 +126,7 @@ class AuditSettings(_Model):
     checkpoint_interval_seconds: float = Field(default=5.0, gt=0)
     checkpoint_every_records: int = Field(default=1000, gt=0)
     tsa: TsaSettings | None = None
+    body_keys: BodyKeySettings | None = None
 
 
 class SharedStateSettings(_Model):
@@ -160,6 +187,10 @@ _PATH_KEYS = (
 )
 
 
+# Mappings whose every value is a path (key id -> key file).
+_PATH_MAPS = (("audit", "body_keys", "keys"),)
+
+
 def _apply_env(data: dict[str, Any], environ: Mapping[str, str]) -> None:
     for name, value in sorted(environ.items()):
         if not name.upper().startswith(ENV_PREFIX) or name.upper() in NOT_SETTINGS:
@@ -181,6 +212,14 @@ def _resolve_paths(data: dict[str, Any], base: Path) -> None:
             node = node.get(key) if isinstance(node, dict) else None
         if isinstance(node, dict) and isinstance(node.get(path[-1]), str):
             node[path[-1]] = os.path.normpath(base / node[path[-1]])
+    for path in _PATH_MAPS:
+        node = data
+        for key in path:
+            node = node.get(key) if isinstance(node, dict) else None
+        if isinstance(node, dict):
+            for name, value in node.items():
+                if isinstance(value, str):
+                    node[name] = os.path.normpath(base / value)
 
 
 def load_settings(file: Path, environ: Mapping[str, str] | None = None) -> Settings:
