@@ -235,6 +235,26 @@ def _cmd_audit_query(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_audit_export(args: argparse.Namespace) -> int:
+    from gateway.audit.evidence_export import export_evidence_cli
+    from security.pki_keys import pki_passphrase
+
+    settings = load_settings(args.config)
+    passphrase = pki_passphrase(os.environ)
+    print(asyncio.run(export_evidence_cli(settings, args.request_id, args.output, passphrase)))
+    return 0
+
+
+def _cmd_audit_verify_evidence(args: argparse.Namespace) -> int:
+    from gateway.audit.evidence_export import verify_evidence_cli
+
+    code, output = verify_evidence_cli(
+        args.file, certificate=args.certificate, vkey=args.vkey, tsa_ca=args.tsa_ca
+    )
+    print(output, file=sys.stdout if code == 0 else sys.stderr)
+    return code
+
+
 def _cmd_audit_new_body_key(args: argparse.Namespace) -> int:
     from gateway.audit.body_crypto import write_body_key
 
@@ -339,6 +359,17 @@ def _parser() -> argparse.ArgumentParser:
     query.add_argument("--client")
     query.add_argument("--limit", type=int, default=20)
     query.set_defaults(func=_cmd_audit_query)
+    export = audit.add_parser("export", help="write an exchange's evidence bundle (zip)")
+    export.add_argument("request_id")
+    export.add_argument("-o", "--output", type=Path, required=True)
+    export.add_argument("-c", "--config", type=Path, default=DEFAULT_CONFIG)
+    export.set_defaults(func=_cmd_audit_export)
+    check_evidence = audit.add_parser("verify-evidence", help="verify an evidence bundle offline")
+    check_evidence.add_argument("file", type=Path)
+    check_evidence.add_argument("--certificate", type=Path, help="the gateway certificate (PEM)")
+    check_evidence.add_argument("--vkey", help="the log's verifier key, if pinned instead")
+    check_evidence.add_argument("--tsa-ca", type=Path, help="the TSA's CA certificate (PEM)")
+    check_evidence.set_defaults(func=_cmd_audit_verify_evidence)
     body_key = audit.add_parser(
         "new-body-key", help="write a new random AES-256 key for encrypted bodies"
     )

@@ -285,3 +285,19 @@ def _cert(der: bytes) -> object:
     from asn1crypto import x509 as asn1_x509
 
     return asn1_x509.Certificate.load(der)
+
+
+def openssl_timestamp(config: Path, data: bytes, ca_cert: Path) -> bytes:
+    """A TimeStampToken over ``data`` from ``openssl ts -reply`` (no HTTP), verified."""
+    from gateway.audit.tsa import build_request, verify_response
+    from gateway.audit.tsa_verify import TsaTrust
+
+    request = build_request(data)
+    query, reply = config.parent / "direct.tsq", config.parent / "direct.tsr"
+    query.write_bytes(request.der)
+    subprocess.run(
+        ["openssl", "ts", "-reply", "-config", str(config), "-queryfile", str(query),
+         "-out", str(reply)],
+        check=True, capture_output=True, timeout=30,
+    )  # fmt: skip
+    return verify_response(reply.read_bytes(), request, TsaTrust.from_file(ca_cert)).token
