@@ -49,6 +49,7 @@ def _configure_logging(level: str) -> None:
 
 async def _serve(settings: Settings) -> None:
     from gateway.admin import create_admin_app
+    from gateway.admin_tls import admin_site
     from gateway.reload import reload_registry
     from gateway.server import client_server_options, create_client_app
     from gateway.state import GatewayState
@@ -74,11 +75,14 @@ async def _serve(settings: Settings) -> None:
             state.tls_context = server_ssl_context(settings.client_tls, state.env.registry)
             tls = settings.client_tls
             await web.TCPSite(client, tls.host, tls.port, ssl_context=state.tls_context).start()
-        await web.TCPSite(admin, settings.admin.host, settings.admin.port).start()
+        await admin_site(
+            admin, settings.admin.host, settings.admin.port, settings.admin_tls
+        ).start()
         structlog.get_logger("obmin").info(
             "gateway started",
             client_port=f"http://{settings.client.host}:{settings.client.port}/",
-            admin_port=f"http://{settings.admin.host}:{settings.admin.port}/",
+            admin_port=f"{'https' if settings.admin_tls else 'http'}://"
+            f"{settings.admin.host}:{settings.admin.port}/",
         )
         await stop.wait()
     finally:

@@ -31,6 +31,8 @@ from pydantic import (
 from gateway.errors import GatewayError
 
 __all__ = [
+    "AdminCertificate",
+    "AdminTlsSettings",
     "AdminToken",
     "AuditSettings",
     "BodyKeySettings",
@@ -117,6 +119,41 @@ class BodyKeySettings(_Model):
         return self
 
 
+class AdminTlsSettings(_Model):
+    """The admin port over HTTPS (SPEC 1): server certificate and key (PEM), and the CA(s)
+    whose client certificates identify admin callers (`AdminCertificate`)."""
+
+    certificate: Path
+    key: Path
+    client_ca: Path | None = None
+    require_client_certificate: bool = False  # True: no handshake without a certificate
+
+
+class AdminCertificate(_Model):
+    """An admin-port caller known by its TLS client certificate: by the SHA-256 of the
+    certificate (hex), or by its exact subject (RFC 4514, e.g. ``CN=auditor-1,O=Tax``).
+    Roles and member scope work as for `AdminToken`."""
+
+    name: str
+    sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+    subject: str | None = None
+    roles: tuple[Literal["admin", "auditor"], ...] = ("auditor",)
+    members: tuple[str, ...] = ()  # auditor scope: member identifiers; empty = all
+
+    @model_validator(mode="after")
+    def _one_identity(self) -> AdminCertificate:
+        if (self.sha256 is None) == (self.subject is None):
+            raise ValueError("give exactly one of sha256 and subject")
+        if self.subject is not None:
+            from cryptography import x509
+
+            try:
+                x509.Name.from_rfc4514_string(self.subject)
+            except ValueError as exc:
+                raise ValueError(f"subject {self.subject!r} is not an RFC 4514 name") from exc
+        return self
+
+
 class AuditSettings(_Model):
     """Where the audit log is kept."""
 
@@ -156,6 +193,8 @@ class Settings(_Model):
     client_tls: ClientTlsSettings | None = None
     admin: ListenSettings = ListenSettings(port=4000)
     admin_tokens: tuple[AdminToken, ...] = ()
+    admin_tls: AdminTlsSettings | None = None
+    admin_certificates: tuple[AdminCertificate, ...] = ()
     registry_dir: Path
     registry_watch_seconds: float | None = Field(default=None, gt=0)
     keys: KeySettings
@@ -184,6 +223,9 @@ _PATH_KEYS = (
     ("audit", "tsa", "ca_certificate"),
     ("client_tls", "certificate"),
     ("client_tls", "key"),
+    ("admin_tls", "certificate"),
+    ("admin_tls", "key"),
+    ("admin_tls", "client_ca"),
 )
 
 
