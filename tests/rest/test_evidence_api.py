@@ -236,7 +236,7 @@ def test_admin_certificate_settings(auditors: Auditors, tmp_path: Path) -> None:
     no_ca = AdminTlsSettings(
         certificate=server.cert_path, key=server.key_path, require_client_certificate=True
     )
-    with pytest.raises(SettingsError, match="needs admin_tls.client_ca"):
+    with pytest.raises(SettingsError, match=r"needs admin_tls\.client_ca"):
         admin_ssl_context(no_ca)
     bad_ca = AdminTlsSettings(
         certificate=server.cert_path, key=server.key_path, client_ca=tmp_path / "none.pem"
