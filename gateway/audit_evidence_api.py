@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from gateway.admin_auth import authenticate_admin, json_response, principal_scope
 from gateway.audit import AuditError, VerifierKey, load_log_key
 from gateway.audit.body_crypto import BodyKeyring
+from gateway.audit.evidence import EvidenceError
 from gateway.audit.evidence_export import (
     EvidenceNotFound,
     EvidenceNotReady,
@@ -55,7 +56,7 @@ _KEYS = web.AppKey("evidence_keys", _Keys)
 def _load(state: GatewayState) -> tuple[VerifierKey, BodyKeyring | None]:
     settings = state.settings
     if settings.keys.log_key is None:
-        raise EvidenceNotReady("keys.log_key is not configured: the log has no checkpoints")
+        raise EvidenceError("keys.log_key is not configured: the log has no checkpoints")
     key = load_log_key(settings.keys.log_key, pki_passphrase(os.environ))
     bodies = settings.audit.body_keys
     keyring = BodyKeyring.from_settings(bodies) if bodies is not None else None

@@ -464,8 +464,8 @@ def _check_body(
         raise InvalidEvidence("the record keeps no digest, so no body can be checked", name)
     form: BodyCheck = "plain"
     if name.endswith(".envelope"):
-        binding = BodyBinding(document["request_id"], document["direction"], _raw(digest))
         try:
+            binding = BodyBinding(document["request_id"], document["direction"], _raw(digest))
             if parse_envelope(data).binding != binding:
                 raise InvalidEvidence("the envelope belongs to another record", name)
             if open_body is None:

@@ -185,7 +185,7 @@ class TsaClient:
         now = self._clock()
         if abs(verified.gen_time - now) > self._skew:
             raise InvalidTimestamp(
-                "malformed",
+                "time",
                 f"the TSA dated the token {verified.gen_time.isoformat()}, but it is"
                 f" {now.isoformat()} here (more than {self._skew} apart)",
             )

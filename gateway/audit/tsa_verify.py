@@ -58,6 +58,7 @@ TimestampFailure = Literal[
     "untrusted",  # the signer certificate does not chain to a configured TSA CA at genTime
     "imprint",  # the token is not over the data given
     "nonce",  # the token answers another request
+    "time",  # the TSA's clock is far from ours (checked when a token is obtained)
 ]
 
 _DIGESTS: Final[dict[str, Callable[[], hashes.HashAlgorithm]]] = {

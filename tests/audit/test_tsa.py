@@ -282,8 +282,9 @@ async def test_tsa_with_a_wrong_clock(start_tsa: TsaFactory, note: str) -> None:
     ahead = datetime.now(UTC) + timedelta(hours=1)
     session, client = await _client(tsa, clock=lambda: ahead)
     async with session:
-        with pytest.raises(InvalidTimestamp, match="more than 0:05:00 apart"):
+        with pytest.raises(InvalidTimestamp, match="more than 0:05:00 apart") as caught:
             await client.timestamp(note.encode())
+    assert caught.value.reason == "time"
 
 
 def test_request_asks_for_a_certificate_with_a_fresh_nonce(tsa_pki: TsaPki) -> None:

@@ -8,6 +8,7 @@ their own. Bearer tokens keep working beside them.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import ssl
 from collections.abc import Callable
@@ -21,12 +22,14 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from gateway.admin import create_admin_app
 from gateway.admin_tls import admin_ssl_context, match_admin_certificate
+from gateway.audit import SqliteAuditStore
 from gateway.audit.evidence_verify import verify_evidence
 from gateway.settings import AdminCertificate, AdminTlsSettings, Settings, SettingsError
-from gateway.state import STATE
+from gateway.state import STATE, GatewayState
 from registry.identifiers import ClientId
 from security import IssuedCert, PkiLayout, init_pki, load_certificate
 from security.pki_certs import issue_tls_client_cert, issue_tls_server_cert
+from tests.audit.drafts import exchange
 from tests.rest.conftest import CLIENT, SERVICE, RestDeployment
 
 AUDITOR = {"Authorization": "Bearer aud"}
@@ -252,3 +255,30 @@ def test_admin_certificate_settings(auditors: Auditors, tmp_path: Path) -> None:
         }
     )
     assert settings.admin_certificates[0].roles == ("auditor",)
+
+
+async def test_evidence_not_yet_checkpointed_or_without_a_log_key(
+    rest_gateway: RestDeployment, tmp_path: Path, aiohttp_client: Callable[..., Any]
+) -> None:
+    state = rest_gateway.client.app[STATE]
+    assert state.env is not None
+    fresh = SqliteAuditStore(tmp_path / "fresh.db")  # records, and no checkpoint yet
+    await fresh.open()
+    try:
+        drafts = exchange("m-1")
+        await fresh.append(drafts)
+        other = GatewayState(state.settings)
+        other.env = dataclasses.replace(state.env, audit=fresh)
+        admin = await aiohttp_client(create_admin_app(other))
+        pending = await admin.get(f"/audit/v1/evidence/{drafts[0].request_id}", headers=AUDITOR)
+        assert pending.status == 409
+        assert pending.headers["Retry-After"] == "1"
+        assert "not yet covered by a signed checkpoint" in (await pending.json())["message"]
+        keys = state.settings.keys.model_copy(update={"log_key": None})
+        other.settings = state.settings.model_copy(update={"keys": keys})
+        keyless = await aiohttp_client(create_admin_app(other))
+        failed = await keyless.get(f"/audit/v1/evidence/{drafts[0].request_id}", headers=AUDITOR)
+        assert failed.status == 503
+        assert "keys.log_key is not configured" in (await failed.json())["message"]
+    finally:
+        await fresh.close()
