@@ -12,9 +12,10 @@ from typing import TYPE_CHECKING, Literal
 import orjson
 from aiohttp import web
 
-from gateway.admin_tls import match_admin_certificate, peer_certificate
+from gateway.admin_tls import match_admin_certificate
 from gateway.settings import AdminToken
 from gateway.state import STATE
+from gateway.tls import peer_certificate
 
 if TYPE_CHECKING:
     from gateway.audit import AuditRecord

@@ -21,7 +21,7 @@ from cryptography import x509
 
 from gateway.settings import AdminCertificate, AdminTlsSettings, SettingsError
 
-__all__ = ["admin_site", "admin_ssl_context", "match_admin_certificate", "peer_certificate"]
+__all__ = ["admin_site", "admin_ssl_context", "match_admin_certificate"]
 
 
 def admin_ssl_context(settings: AdminTlsSettings) -> ssl.SSLContext:
@@ -58,16 +58,6 @@ def admin_site(
     """The admin port's site: HTTPS when ``admin_tls`` is configured, else plain HTTP."""
     context = admin_ssl_context(tls) if tls is not None else None
     return web.TCPSite(runner, host, port, ssl_context=context)
-
-
-def peer_certificate(request: web.Request) -> bytes | None:
-    """The client certificate (DER) the TLS handshake accepted, if any."""
-    transport = request.transport
-    ssl_object = transport.get_extra_info("ssl_object") if transport is not None else None
-    if ssl_object is None:
-        return None
-    der = ssl_object.getpeercert(binary_form=True)
-    return bytes(der) if der else None
 
 
 def match_admin_certificate(

@@ -12,13 +12,20 @@ from __future__ import annotations
 import hashlib
 import ssl
 
+from aiohttp import web
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from gateway.errors import GatewayError
 from gateway.settings import ClientTlsSettings
 from registry import ClientEntry, Registry
 
-__all__ = ["TlsAuthError", "check_tls_client", "server_ssl_context", "trust_registry_certs"]
+__all__ = [
+    "TlsAuthError",
+    "check_tls_client",
+    "peer_certificate",
+    "server_ssl_context",
+    "trust_registry_certs",
+]
 
 
 class TlsAuthError(GatewayError):
@@ -58,3 +65,13 @@ def check_tls_client(entry: ClientEntry, der: bytes | None) -> str:
     if thumbprint not in entry.tls_thumbprints:
         raise TlsAuthError(f"the TLS client certificate is not registered for client {entry.id}")
     return thumbprint
+
+
+def peer_certificate(request: web.Request) -> bytes | None:
+    """The TLS client certificate (DER) the handshake accepted, if any."""
+    transport = request.transport
+    ssl_object = transport.get_extra_info("ssl_object") if transport is not None else None
+    if ssl_object is None:
+        return None
+    der = ssl_object.getpeercert(binary_form=True)
+    return bytes(der) if der else None

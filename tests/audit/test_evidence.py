@@ -11,12 +11,19 @@ import zipfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from gateway.audit import Checkpointer, SqliteAuditStore, VerifierKey, sign_checkpoint
+from gateway.audit import (
+    Checkpoint,
+    Checkpointer,
+    SqliteAuditStore,
+    VerifierKey,
+    sign_checkpoint,
+)
 from gateway.audit.body_crypto import BodyBinding, BodyKeyring
 from gateway.audit.evidence import (
     EvidenceError,
@@ -227,7 +234,21 @@ async def _items(exported: Exported, size: int) -> list[EvidenceItem]:
     return items
 
 
-async def _checkpoint(exported: Exported) -> object:
+def _build(exported: Exported, items: list[EvidenceItem], checkpoint: Checkpoint,
+           **options: Any) -> bytes:  # fmt: skip
+    """A bundle of ``items`` signed by the exported gateway (``options`` override)."""
+    arguments: dict[str, Any] = {
+        "request_id": exported.request_id,
+        "items": items,
+        "checkpoint": checkpoint,
+        "log_key": exported.signer.log_key,
+        "gateway_certificate": exported.certificate,
+        "signing_key": exported.signer.key,
+    }
+    return build_evidence(**{**arguments, **options})
+
+
+async def _checkpoint(exported: Exported) -> Checkpoint:
     stored = await exported.store.latest_checkpoint()
     assert stored is not None
     return stored.checkpoint
@@ -236,14 +257,7 @@ async def _checkpoint(exported: Exported) -> object:
 async def test_a_record_the_proof_does_not_include_fails(exported: Exported) -> None:
     checkpoint = await _checkpoint(exported)
     items = await _items(exported, 6)
-    signature_checked = build_evidence(
-        request_id=exported.request_id,
-        items=items,
-        checkpoint=checkpoint,  # type: ignore[arg-type]
-        log_key=exported.signer.log_key,
-        gateway_certificate=exported.certificate,
-        signing_key=exported.signer.key,
-    )
+    signature_checked = _build(exported, items, checkpoint)
     report = verify_evidence(signature_checked, gateway_certificate=exported.certificate)
     assert report.records[0].signature_checked
     # The request record with the response's proof: signed by the gateway, and still refused.
@@ -251,27 +265,13 @@ async def test_a_record_the_proof_does_not_include_fails(exported: Exported) -> 
         EvidenceItem(record=items[0].record, proof=items[1].proof),
         items[1],
     ]
-    bundle = build_evidence(
-        request_id=exported.request_id,
-        items=swapped,
-        checkpoint=checkpoint,  # type: ignore[arg-type]
-        log_key=exported.signer.log_key,
-        gateway_certificate=exported.certificate,
-        signing_key=exported.signer.key,
-    )
+    bundle = _build(exported, swapped, checkpoint)
     with pytest.raises(InvalidEvidence, match="record 2 is not included") as caught:
         verify_evidence(bundle, gateway_certificate=exported.certificate)
     assert caught.value.member == "proofs/2.json"
     # A record that was never logged, with a well-formed proof.
     outsider = make_draft(request_id=exported.request_id, direction="request").to_record(2)
-    bundle = build_evidence(
-        request_id=exported.request_id,
-        items=[EvidenceItem(record=outsider, proof=items[0].proof)],
-        checkpoint=checkpoint,  # type: ignore[arg-type]
-        log_key=exported.signer.log_key,
-        gateway_certificate=exported.certificate,
-        signing_key=exported.signer.key,
-    )
+    bundle = _build(exported, [EvidenceItem(record=outsider, proof=items[0].proof)], checkpoint)
     with pytest.raises(InvalidEvidence, match="not included"):
         verify_evidence(bundle, gateway_certificate=exported.certificate)
 
@@ -289,13 +289,11 @@ async def test_a_wrong_certificate_or_log_key_fails(
         verify_evidence(bundle)
     # A bundle signed with another key than its certificate's is refused at export.
     with pytest.raises(EvidenceError, match="not the gateway certificate's key"):
-        build_evidence(
-            request_id=exported.request_id,
-            items=await _items(exported, 6),
-            checkpoint=await _checkpoint(exported),  # type: ignore[arg-type]
-            log_key=exported.signer.log_key,
+        _build(
+            exported,
+            await _items(exported, 6),
+            await _checkpoint(exported),
             gateway_certificate=member_signer.certificate,
-            signing_key=exported.signer.key,
         )
 
 
@@ -304,14 +302,7 @@ async def test_a_checkpoint_by_another_log_key_fails(exported: Exported) -> None
     forged = sign_checkpoint(
         ORIGIN, 6, root_hash(leaf_hash(r) for r in records), Ed25519PrivateKey.generate(), ORIGIN
     )
-    bundle = build_evidence(
-        request_id=exported.request_id,
-        items=await _items(exported, 6),
-        checkpoint=forged,
-        log_key=exported.signer.log_key,
-        gateway_certificate=exported.certificate,
-        signing_key=exported.signer.key,
-    )
+    bundle = _build(exported, await _items(exported, 6), forged)
     with pytest.raises(InvalidEvidence, match="not signed by") as caught:
         verify_evidence(bundle, gateway_certificate=exported.certificate)
     assert caught.value.member == "checkpoint.note"
@@ -328,14 +319,7 @@ async def test_encrypted_bodies_in_a_bundle(exported: Exported) -> None:
                            body_form="envelope"), items[1]]  # fmt: skip
 
     def bundle_of(entries: list[EvidenceItem]) -> bytes:
-        return build_evidence(
-            request_id=exported.request_id,
-            items=entries,
-            checkpoint=checkpoint,  # type: ignore[arg-type]
-            log_key=exported.signer.log_key,
-            gateway_certificate=exported.certificate,
-            signing_key=exported.signer.key,
-        )
+        return _build(exported, entries, checkpoint)
 
     bundle = bundle_of(sealed)
     report = verify_evidence(bundle, gateway_certificate=exported.certificate)
@@ -377,19 +361,11 @@ async def test_a_timestamped_checkpoint_in_a_bundle(exported: Exported, tmp_path
     tsa = make_tsa_pki(tmp_path / "tsa")
     config = openssl_config(tmp_path / "tsa-run", tsa.rsa, ess_alg="sha256", digests="sha256")
     checkpoint = await _checkpoint(exported)
-    note = checkpoint.note.encode()  # type: ignore[attr-defined]
+    note = checkpoint.note.encode()
     token = openssl_timestamp(config, note, tsa.ca_cert)
 
     def bundle_with(stamp: bytes) -> bytes:
-        return build_evidence(
-            request_id=exported.request_id,
-            items=items,
-            checkpoint=checkpoint,  # type: ignore[arg-type]
-            log_key=exported.signer.log_key,
-            gateway_certificate=exported.certificate,
-            signing_key=exported.signer.key,
-            timestamp_token=stamp,
-        )
+        return _build(exported, items, checkpoint, timestamp_token=stamp)
 
     items = await _items(exported, 6)
     bundle = bundle_with(token)

@@ -135,7 +135,7 @@ def reissue_same_key(
         ca_key,
         ca_cert,
         subject=_name("tsa-reissued"),
-        public_key=load_private_key(identity.key).public_key(),  # type: ignore[arg-type]
+        public_key=load_private_key(identity.key).public_key(),
         not_before=now - timedelta(minutes=5),
         not_after=now + timedelta(days=30),
         extensions=tsa_extensions(eku=eku, critical=critical),
@@ -281,7 +281,7 @@ def _set_serial(entry: Any, certificate: x509.Certificate) -> None:
         entry["issuer_serial"]["serial_number"] = certificate.serial_number
 
 
-def _cert(der: bytes) -> object:
+def _cert(der: bytes) -> Any:
     from asn1crypto import x509 as asn1_x509
 
     return asn1_x509.Certificate.load(der)
