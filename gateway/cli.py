@@ -276,6 +276,7 @@ BENCHMARKS = {
     "audit-append": "bench.audit_append",
     "audit-durability": "bench.audit_durability",
     "audit-verify": "bench.audit_verify",
+    "audit-bodies": "bench.audit_bodies",
     "registry-load": "bench.registry_load",
 }
 

@@ -30,7 +30,7 @@ import hashlib
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar, Final, Literal
 
@@ -51,6 +51,7 @@ __all__ = [
     "BodyKeyring",
     "Envelope",
     "InvalidEnvelope",
+    "SealedBody",
     "UnknownBodyKey",
     "load_body_key",
     "parse_envelope",
@@ -186,6 +187,19 @@ def parse_envelope(envelope: bytes) -> Envelope:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class SealedBody:
+    """An envelope and the record binding it was sealed for."""
+
+    envelope: bytes = field(repr=False)
+    binding: BodyBinding
+
+    @property
+    def body_digest(self) -> str:
+        """The base64 SHA-512 of the plaintext, as the record's ``body_digest``."""
+        return base64.b64encode(self.binding.digest).decode("ascii")
+
+
 class BodyKeyring:
     """The body keys by id; ``current`` seals, every key opens."""
 
@@ -218,24 +232,28 @@ class BodyKeyring:
         """The ids of every key held, sorted."""
         return tuple(sorted(self._ciphers))
 
-    def seal(self, body: bytes, binding: BodyBinding) -> bytes:
-        """An envelope of ``body`` under the current key, bound to ``binding``.
+    def seal(
+        self, body: bytes, request_id: str, direction: Literal["request", "response"]
+    ) -> SealedBody:
+        """``body`` sealed under the current key for the record ``request_id``/``direction``.
 
-        ``binding.digest`` must be SHA-512 of ``body`` (`BodyBinding.for_body`).
+        The body is hashed once: `SealedBody.body_digest` is what the record stores.
         """
-        if hashlib.sha512(body).digest() != binding.digest:
-            raise InvalidEnvelope("the binding's digest is not that of the body")
         if len(body) > _MAX_GCM - _TAG:
             raise InvalidEnvelope(f"a body of {len(body)} bytes is too large to encrypt")
+        binding = BodyBinding.for_body(body, request_id, direction)
         header = _header(self.current, binding)
         nonce = os.urandom(_NONCE)
-        return header + nonce + self._ciphers[self.current].encrypt(nonce, body, header)
+        envelope = header + nonce + self._ciphers[self.current].encrypt(nonce, body, header)
+        return SealedBody(envelope=envelope, binding=binding)
 
-    async def seal_async(self, body: bytes, binding: BodyBinding) -> bytes:
+    async def seal_async(
+        self, body: bytes, request_id: str, direction: Literal["request", "response"]
+    ) -> SealedBody:
         """`seal`, in a worker thread for large bodies (never blocks the event loop long)."""
         if len(body) > _OFFLOAD:
-            return await asyncio.to_thread(self.seal, body, binding)
-        return self.seal(body, binding)
+            return await asyncio.to_thread(self.seal, body, request_id, direction)
+        return self.seal(body, request_id, direction)
 
     def open(self, envelope: bytes, binding: BodyBinding | None = None) -> bytes:
         """The plaintext of ``envelope``; with ``binding``, only if it belongs to that record.

@@ -36,6 +36,13 @@ def _binding(body: bytes = BODY, direction: str = "request") -> BodyBinding:
     )
 
 
+def _seal(keyring: BodyKeyring, body: bytes, binding: BodyBinding) -> bytes:
+    """The envelope of ``body`` for the record ``binding`` names."""
+    sealed = keyring.seal(body, binding.request_id, binding.direction)
+    assert sealed.binding == binding
+    return sealed.envelope
+
+
 def _keyring(*ids: str, current: str | None = None) -> BodyKeyring:
     keys = {key_id: AESGCM.generate_key(bit_length=256) for key_id in ids}
     return BodyKeyring(keys, current or ids[-1])
@@ -44,16 +51,16 @@ def _keyring(*ids: str, current: str | None = None) -> BodyKeyring:
 def test_round_trip_and_the_envelope_format() -> None:
     keyring = _keyring("k1")
     binding = _binding()
-    envelope = keyring.seal(BODY, binding)
+    envelope = _seal(keyring, BODY, binding)
     assert BODY not in envelope
     parsed = parse_envelope(envelope)
     assert parsed.key_id == "k1" and parsed.binding == binding
     assert len(parsed.nonce) == 12 and len(parsed.ciphertext) == len(BODY) + 16
     assert keyring.open(envelope, binding) == BODY
     assert keyring.open(envelope) == BODY  # what verify_log's open_body callback does
-    assert keyring.seal(BODY, binding) != envelope  # a fresh nonce each time
+    assert _seal(keyring, BODY, binding) != envelope  # a fresh nonce each time
     empty = _binding(b"")
-    assert keyring.open(keyring.seal(b"", empty), empty) == b""
+    assert keyring.open(_seal(keyring, b"", empty), empty) == b""
 
 
 def test_binding_of_a_record() -> None:
@@ -63,17 +70,18 @@ def test_binding_of_a_record() -> None:
     assert binding.digest == BodyBinding.for_body(BODY, draft.request_id, "response").digest
     with pytest.raises(InvalidEnvelope, match="without a body digest"):
         BodyBinding.of(make_draft(policy="none"))
-    with pytest.raises(InvalidEnvelope, match="not that of the body"):
-        _keyring("k1").seal(b"other", binding)
+    sealed = _keyring("k1").seal(BODY, draft.request_id, "response")
+    assert sealed.binding == binding
+    assert sealed.body_digest == draft.body_digest  # hashed once, as the record stores it
 
 
 def test_rotation_keeps_old_bodies_readable() -> None:
     k1, k2 = AESGCM.generate_key(bit_length=256), AESGCM.generate_key(bit_length=256)
     before = BodyKeyring({"k1": k1}, "k1")
     binding = _binding()
-    old = before.seal(BODY, binding)
+    old = _seal(before, BODY, binding)
     after = BodyKeyring({"k1": k1, "k2": k2}, "k2")
-    new = after.seal(BODY, binding)
+    new = _seal(after, BODY, binding)
     assert parse_envelope(new).key_id == "k2"
     assert after.open(old, binding) == BODY and after.open(new, binding) == BODY
     with pytest.raises(UnknownBodyKey, match="no body key 'k1'"):
@@ -83,7 +91,7 @@ def test_rotation_keeps_old_bodies_readable() -> None:
 def test_tampering_with_any_byte_is_refused() -> None:
     keyring = _keyring("k1")
     binding = _binding(b"short body")
-    envelope = keyring.seal(b"short body", binding)
+    envelope = _seal(keyring, b"short body", binding)
     for position in range(len(envelope)):
         tampered = bytearray(envelope)
         tampered[position] ^= 0x01
@@ -100,7 +108,7 @@ def test_tampering_with_any_byte_is_refused() -> None:
 def test_an_envelope_cannot_move_to_another_record() -> None:
     keyring = _keyring("k1")
     mine, theirs = _binding(), _binding()
-    envelope = keyring.seal(BODY, mine)
+    envelope = _seal(keyring, BODY, mine)
     with pytest.raises(BodyBindingMismatch, match=mine.request_id):
         keyring.open(envelope, theirs)
     response = BodyBinding(mine.request_id, "response", mine.digest)
@@ -113,7 +121,7 @@ def test_an_envelope_cannot_move_to_another_record() -> None:
 
 
 def test_a_key_of_the_same_id_but_other_bytes_is_refused() -> None:
-    envelope = _keyring("k1").seal(BODY, binding := _binding())
+    envelope = _seal(_keyring("k1"), BODY, binding := _binding())
     with pytest.raises(InvalidEnvelope, match="under key 'k1'"):
         _keyring("k1").open(envelope, binding)
 
@@ -122,10 +130,10 @@ async def test_large_bodies_are_sealed_off_the_event_loop() -> None:
     keyring = _keyring("k1")
     body = os.urandom(1024 * 1024)
     binding = _binding(body)
-    envelope = await keyring.seal_async(body, binding)
-    assert keyring.open(envelope, binding) == body
-    small = await keyring.seal_async(BODY, _binding())
-    assert keyring.open(small) == BODY
+    sealed = await keyring.seal_async(body, binding.request_id, "request")
+    assert keyring.open(sealed.envelope, binding) == body
+    small = await keyring.seal_async(BODY, str(uuid.uuid4()), "response")
+    assert keyring.open(small.envelope, small.binding) == BODY
 
 
 def test_keyring_construction_errors() -> None:

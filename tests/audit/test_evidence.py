@@ -24,7 +24,7 @@ from gateway.audit import (
     VerifierKey,
     sign_checkpoint,
 )
-from gateway.audit.body_crypto import BodyBinding, BodyKeyring
+from gateway.audit.body_crypto import BodyKeyring
 from gateway.audit.evidence import (
     EvidenceError,
     EvidenceItem,
@@ -314,7 +314,7 @@ async def test_encrypted_bodies_in_a_bundle(exported: Exported) -> None:
     request = items[0].record
     assert request.body is not None
     keyring = BodyKeyring({"k1": bytes(range(32))}, "k1")
-    envelope = keyring.seal(request.body, BodyBinding.of(request))
+    envelope = keyring.seal(request.body, request.request_id, request.direction).envelope
     sealed = [EvidenceItem(record=request, proof=items[0].proof, body=envelope,
                            body_form="envelope"), items[1]]  # fmt: skip
 
@@ -327,8 +327,7 @@ async def test_encrypted_bodies_in_a_bundle(exported: Exported) -> None:
     opened = verify_evidence(bundle, gateway_certificate=exported.certificate,
                              open_body=keyring.open)  # fmt: skip
     assert opened.records[0].body == "decrypted"
-    moved = keyring.seal(request.body, BodyBinding.for_body(request.body, str(uuid.uuid4()),
-                                                              "request"))  # fmt: skip
+    moved = keyring.seal(request.body, str(uuid.uuid4()), "request").envelope
     sealed[0] = EvidenceItem(record=request, proof=items[0].proof, body=moved,
                              body_form="envelope")  # fmt: skip
     with pytest.raises(InvalidEvidence, match="belongs to another record"):
