@@ -10,7 +10,8 @@ from aiohttp import web
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from gateway.admin_auth import authenticate_token, json_response
-from gateway.audit_api import add_audit_routes
+from gateway.audit_api import OPENAPI, add_audit_routes
+from gateway.audit_evidence_api import add_evidence_routes
 from gateway.reload import reload_registry
 from gateway.state import STATE, GatewayState
 
@@ -83,4 +84,5 @@ def create_admin_app(state: GatewayState) -> web.Application:
     app.router.add_get("/gateway/certificate", _gateway_certificate)
     app.router.add_post("/admin/v1/registry/reload", _reload)
     add_audit_routes(app)
+    add_evidence_routes(app, OPENAPI)
     return app

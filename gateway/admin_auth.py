@@ -1,17 +1,32 @@
-"""Authentication of admin-port callers: bearer tokens configured as SHA-256 digests."""
+"""Authentication of admin-port callers: bearer tokens (configured as SHA-256 digests) and
+TLS client certificates (`gateway.admin_tls`), with the same roles and member scopes."""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
 
 import orjson
 from aiohttp import web
 
+from gateway.admin_tls import match_admin_certificate
 from gateway.settings import AdminToken
 from gateway.state import STATE
+from gateway.tls import peer_certificate
 
-__all__ = ["authenticate_token", "json_response"]
+if TYPE_CHECKING:
+    from gateway.audit import AuditRecord
+
+__all__ = [
+    "AdminPrincipal",
+    "authenticate_admin",
+    "authenticate_token",
+    "json_response",
+    "principal_scope",
+]
 
 
 def json_response(data: object, status: int = 200) -> web.Response:
@@ -39,3 +54,54 @@ def authenticate_token(request: web.Request, role: str) -> AdminToken | web.Resp
     if role not in found.roles:
         return _error(403, "Forbidden", f"the token has no {role} role")
     return found
+
+
+@dataclass(frozen=True, slots=True)
+class AdminPrincipal:
+    """An authenticated admin-port caller: its name, roles, member scope and how it
+    authenticated (``certificate``: the TLS client certificate; ``token``: a bearer token)."""
+
+    name: str
+    roles: tuple[str, ...]
+    members: tuple[str, ...]
+    method: Literal["certificate", "token"]
+
+
+def authenticate_admin(request: web.Request, role: str) -> AdminPrincipal | web.Response:
+    """The caller of ``request`` if it has ``role``, else the refusal (401 or 403).
+
+    A client certificate that the handshake verified and ``admin_certificates`` names
+    identifies the caller; otherwise the bearer token does. A configured certificate
+    without the role is refused even if a token is also sent: one request, one identity.
+    """
+    der = peer_certificate(request)
+    if der is not None:
+        entry = match_admin_certificate(request.app[STATE].settings.admin_certificates, der)
+        if entry is not None:
+            if role not in entry.roles:
+                return _error(403, "Forbidden", f"the client certificate has no {role} role")
+            return AdminPrincipal(entry.name, entry.roles, entry.members, "certificate")
+        if "Authorization" not in request.headers:
+            return _error(
+                401, "Unauthorized", "the client certificate is not configured for any caller"
+            )
+    token = authenticate_token(request, role)
+    if isinstance(token, web.Response):
+        return token
+    return AdminPrincipal(token.name, token.roles, token.members, "token")
+
+
+def principal_scope(principal: AdminPrincipal) -> Callable[[AuditRecord], bool]:
+    """Whether a record is visible to ``principal``: its client or service belongs to a
+    member in scope (every record when the scope is empty)."""
+    if not principal.members:
+        return lambda record: True
+    members = set(principal.members)
+
+    def visible(record: AuditRecord) -> bool:
+        for identifier in (record.client, record.service):
+            if identifier and "/".join(identifier.split("/")[:3]) in members:
+                return True
+        return False
+
+    return visible

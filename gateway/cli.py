@@ -50,6 +50,7 @@ def _configure_logging(level: str) -> None:
 
 async def _serve(settings: Settings) -> None:
     from gateway.admin import create_admin_app
+    from gateway.admin_tls import admin_site
     from gateway.reload import reload_registry
     from gateway.server import client_server_options, create_client_app
     from gateway.state import GatewayState
@@ -77,11 +78,14 @@ async def _serve(settings: Settings) -> None:
             )
             tls = settings.client_tls
             await web.TCPSite(client, tls.host, tls.port, ssl_context=state.tls_context).start()
-        await web.TCPSite(admin, settings.admin.host, settings.admin.port).start()
+        await admin_site(
+            admin, settings.admin.host, settings.admin.port, settings.admin_tls
+        ).start()
         structlog.get_logger("obmin").info(
             "gateway started",
             client_port=f"http://{settings.client.host}:{settings.client.port}/",
-            admin_port=f"http://{settings.admin.host}:{settings.admin.port}/",
+            admin_port=f"{'https' if settings.admin_tls else 'http'}://"
+            f"{settings.admin.host}:{settings.admin.port}/",
         )
         await stop.wait()
     finally:
@@ -365,12 +369,44 @@ def _cmd_audit_query(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_audit_export(args: argparse.Namespace) -> int:
+    from gateway.audit.evidence_export import export_evidence_cli
+    from security.pki_keys import pki_passphrase
+
+    settings = load_settings(args.config)
+    passphrase = pki_passphrase(os.environ)
+    print(asyncio.run(export_evidence_cli(settings, args.request_id, args.output, passphrase)))
+    return 0
+
+
+def _cmd_audit_verify_evidence(args: argparse.Namespace) -> int:
+    from gateway.audit.evidence_export import verify_evidence_cli
+
+    code, output = verify_evidence_cli(
+        args.file, certificate=args.certificate, vkey=args.vkey, tsa_ca=args.tsa_ca
+    )
+    print(output, file=sys.stdout if code == 0 else sys.stderr)
+    return code
+
+
+def _cmd_audit_new_body_key(args: argparse.Namespace) -> int:
+    from gateway.audit.body_crypto import write_body_key
+
+    write_body_key(args.file)
+    print(
+        f"body key written to {args.file} (mode 0600); configure it as"
+        f" audit.body_keys.keys.<key id>: {args.file}"
+    )
+    return 0
+
+
 BENCHMARKS = {
     "soap": "bench.soap_throughput",
     "rest-large-body": "bench.rest_large_body",
     "audit-append": "bench.audit_append",
     "audit-durability": "bench.audit_durability",
     "audit-verify": "bench.audit_verify",
+    "audit-bodies": "bench.audit_bodies",
     "registry-load": "bench.registry_load",
     "json-validation": "bench.json_validation",
 }
@@ -514,6 +550,22 @@ def _parser() -> argparse.ArgumentParser:
     query.add_argument("--until", help="ISO 8601 time with zone")
     query.add_argument("--limit", type=int, default=20)
     query.set_defaults(func=_cmd_audit_query)
+    export = audit.add_parser("export", help="write an exchange's evidence bundle (zip)")
+    export.add_argument("request_id")
+    export.add_argument("-o", "--output", type=Path, required=True)
+    export.add_argument("-c", "--config", type=Path, default=DEFAULT_CONFIG)
+    export.set_defaults(func=_cmd_audit_export)
+    check_evidence = audit.add_parser("verify-evidence", help="verify an evidence bundle offline")
+    check_evidence.add_argument("file", type=Path)
+    check_evidence.add_argument("--certificate", type=Path, help="the gateway certificate (PEM)")
+    check_evidence.add_argument("--vkey", help="the log's verifier key, if pinned instead")
+    check_evidence.add_argument("--tsa-ca", type=Path, help="the TSA's CA certificate (PEM)")
+    check_evidence.set_defaults(func=_cmd_audit_verify_evidence)
+    body_key = audit.add_parser(
+        "new-body-key", help="write a new random AES-256 key for encrypted bodies"
+    )
+    body_key.add_argument("file", type=Path)
+    body_key.set_defaults(func=_cmd_audit_new_body_key)
 
     provider = sub.add_parser("example-provider", help="run the example provider service")
     provider.add_argument("--host", default="127.0.0.1")

@@ -35,6 +35,7 @@ from gateway.soap.xml import XmlLimits
 from gateway.soap_exchange import IncomingRequest, run_soap_exchange
 from gateway.spool import SpooledBody, TooLarge
 from gateway.state import STATE, GatewayState
+from gateway.tls import peer_certificate
 from registry import load_registry
 from security import TrustStore, load_certificate, load_private_key
 from security.replay import MemoryReplayCache, RedisReplayCache, ReplayCache
@@ -172,16 +173,6 @@ def _record_static_metrics(state: GatewayState) -> None:
     )
 
 
-def _peer_certificate(request: web.Request) -> bytes | None:
-    """The HTTPS client certificate (DER) the handshake accepted, if any."""
-    transport = request.transport
-    ssl_object = transport.get_extra_info("ssl_object") if transport is not None else None
-    if ssl_object is None:
-        return None
-    der = ssl_object.getpeercert(binary_form=True)
-    return bytes(der) if der else None
-
-
 async def _read_body(request: web.Request, limit: int) -> tuple[bytes, ProtocolError | None]:
     """The request body, or what was read of it and the error when it is over ``limit``."""
     too_large = ProtocolError(f"the request is larger than {limit} bytes", code="MessageTooLarge")
@@ -222,7 +213,7 @@ async def _handle_soap(request: web.Request) -> web.Response:
         body=body,
         peer=request.remote or "",
         received_at=datetime.now(UTC),
-        tls_client_cert=_peer_certificate(request),
+        tls_client_cert=peer_certificate(request),
     )
     outgoing = await run_soap_exchange(env, incoming, too_large=too_large)
     response = web.Response(status=outgoing.status, body=outgoing.body)
@@ -261,7 +252,7 @@ async def _handle_rest(
             body=body,
             peer=request.remote or "",
             received_at=datetime.now(UTC),
-            tls_client_cert=_peer_certificate(request),
+            tls_client_cert=peer_certificate(request),
         )
         if global_meta is not None:
             outgoing = await run_global_metaservice(env, incoming, global_meta)

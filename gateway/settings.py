@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import types
 from collections.abc import Mapping
 from pathlib import Path
@@ -39,8 +40,11 @@ from security.errors import PkiError
 from security.pki_keys import pki_passphrase
 
 __all__ = [
+    "AdminCertificate",
+    "AdminTlsSettings",
     "AdminToken",
     "AuditSettings",
+    "BodyKeySettings",
     "ClientTlsSettings",
     "KeySettings",
     "LimitSettings",
@@ -49,6 +53,7 @@ __all__ = [
     "Settings",
     "SettingsError",
     "SharedStateSettings",
+    "TsaSettings",
     "load_settings",
 ]
 
@@ -126,6 +131,67 @@ class AdminToken(_Model):
     members: tuple[str, ...] = ()  # auditor scope: member identifiers; empty = all
 
 
+class TsaSettings(_Model):
+    """An RFC 3161 time-stamping authority for checkpoints (SPEC 8)."""
+
+    url: str = Field(pattern=r"^https?://")
+    ca_certificate: Path  # PEM: the CA(s) the TSA's certificate must chain to
+    timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    policy: str | None = Field(default=None, pattern=r"^[0-2](\.[0-9]+)+$")  # dotted OID
+
+
+class BodyKeySettings(_Model):
+    """Keys for bodies under policy ``encrypted`` (SPEC 8): files of 32 random bytes (raw or
+    base64), by key id. ``current`` seals new bodies; the others stay to open old ones."""
+
+    current: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$")
+    keys: dict[str, Path] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _current_is_configured(self) -> BodyKeySettings:
+        for key_id in self.keys:
+            if not re.fullmatch(r"[a-z0-9][a-z0-9._-]{0,63}", key_id):
+                raise ValueError(f"key id {key_id!r} is not 1-64 of a-z 0-9 . _ -")
+        if self.current not in self.keys:
+            raise ValueError(f"current key {self.current!r} is not among keys")
+        return self
+
+
+class AdminTlsSettings(_Model):
+    """The admin port over HTTPS (SPEC 1): server certificate and key (PEM), and the CA(s)
+    whose client certificates identify admin callers (`AdminCertificate`)."""
+
+    certificate: Path
+    key: Path
+    client_ca: Path | None = None
+    require_client_certificate: bool = False  # True: no handshake without a certificate
+
+
+class AdminCertificate(_Model):
+    """An admin-port caller known by its TLS client certificate: by the SHA-256 of the
+    certificate (hex), or by its exact subject (RFC 4514, e.g. ``CN=auditor-1,O=Tax``).
+    Roles and member scope work as for `AdminToken`."""
+
+    name: str
+    sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+    subject: str | None = None
+    roles: tuple[Literal["admin", "auditor"], ...] = ("auditor",)
+    members: tuple[str, ...] = ()  # auditor scope: member identifiers; empty = all
+
+    @model_validator(mode="after")
+    def _one_identity(self) -> AdminCertificate:
+        if (self.sha256 is None) == (self.subject is None):
+            raise ValueError("give exactly one of sha256 and subject")
+        if self.subject is not None:
+            from cryptography import x509
+
+            try:
+                x509.Name.from_rfc4514_string(self.subject)
+            except ValueError as exc:
+                raise ValueError(f"subject {self.subject!r} is not an RFC 4514 name") from exc
+        return self
+
+
 class AuditSettings(_Model):
     """Where the audit log is kept, how it is checkpointed, and how long records stay.
 
@@ -143,6 +209,8 @@ class AuditSettings(_Model):
     origin: str = "obmin.local/gateway"
     checkpoint_interval_seconds: float = Field(default=5.0, gt=0)
     checkpoint_every_records: int = Field(default=1000, gt=0)
+    tsa: TsaSettings | None = None
+    body_keys: BodyKeySettings | None = None
     retention_max_age_days: float | None = Field(default=None, gt=0)
     archive_dir: Path = Path("var/audit-archive")
     retention_interval_seconds: float = Field(default=3600.0, gt=0)
@@ -204,6 +272,8 @@ class Settings(_Model):
     client_tls: ClientTlsSettings | None = None
     admin: ListenSettings = ListenSettings(port=4000)
     admin_tokens: tuple[AdminToken, ...] = ()
+    admin_tls: AdminTlsSettings | None = None
+    admin_certificates: tuple[AdminCertificate, ...] = ()
     registry_dir: Path
     registry_watch_seconds: float | None = Field(default=None, gt=0)
     keys: KeySettings
@@ -243,9 +313,17 @@ _PATH_KEYS = (
     ("keys", "passphrase_file"),
     ("audit", "path"),
     ("audit", "archive_dir"),
+    ("audit", "tsa", "ca_certificate"),
     ("client_tls", "certificate"),
     ("client_tls", "key"),
+    ("admin_tls", "certificate"),
+    ("admin_tls", "key"),
+    ("admin_tls", "client_ca"),
 )
+
+
+# Mappings whose every value is a path (key id -> key file).
+_PATH_MAPS = (("audit", "body_keys", "keys"),)
 
 
 def _field_type(path: list[str]) -> object:
@@ -368,6 +446,14 @@ def _resolve_paths(data: dict[str, Any], base: Path) -> None:
             node = node.get(key) if isinstance(node, dict) else None
         if isinstance(node, dict) and isinstance(node.get(path[-1]), str):
             node[path[-1]] = os.path.normpath(base / node[path[-1]])
+    for path in _PATH_MAPS:
+        node = data
+        for key in path:
+            node = node.get(key) if isinstance(node, dict) else None
+        if isinstance(node, dict):
+            for name, value in node.items():
+                if isinstance(value, str):
+                    node[name] = os.path.normpath(base / value)
 
 
 def load_settings(file: Path, environ: Mapping[str, str] | None = None) -> Settings:

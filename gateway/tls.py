@@ -14,6 +14,7 @@ import ssl
 from collections.abc import Callable
 from pathlib import Path
 
+from aiohttp import web
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from gateway.errors import GatewayError
@@ -25,6 +26,7 @@ __all__ = [
     "TlsKeyError",
     "check_tls_client",
     "key_password",
+    "peer_certificate",
     "server_ssl_context",
     "trust_registry_certs",
 ]
@@ -116,3 +118,13 @@ def check_tls_client(entry: ClientEntry, der: bytes | None) -> str:
     if thumbprint not in entry.tls_thumbprints:
         raise TlsAuthError(f"the TLS client certificate is not registered for client {entry.id}")
     return thumbprint
+
+
+def peer_certificate(request: web.Request) -> bytes | None:
+    """The TLS client certificate (DER) the handshake accepted, if any."""
+    transport = request.transport
+    ssl_object = transport.get_extra_info("ssl_object") if transport is not None else None
+    if ssl_object is None:
+        return None
+    der = ssl_object.getpeercert(binary_form=True)
+    return bytes(der) if der else None

@@ -1,0 +1,191 @@
+"""Exporting an exchange's evidence from a store, and the ``obmin audit`` commands for it.
+
+`collect_evidence` reads one exchange's records, the latest checkpoint and the inclusion
+proofs from an `AuditStore` and hands them to `build_evidence`; the auditor API's
+``GET /audit/v1/evidence/{request id}`` and ``obmin audit export`` both use it.
+``obmin audit verify-evidence`` is `verify_evidence_cli`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar
+
+from cryptography import x509
+
+from gateway.audit.checkpoint import VerifierKey
+from gateway.audit.errors import AuditError, InvalidCheckpoint
+from gateway.audit.evidence import BodyForm, EvidenceError, EvidenceItem, build_evidence
+from gateway.audit.evidence_verify import verify_evidence
+from gateway.audit.records import AuditRecord
+from gateway.audit.store import AuditStore
+from gateway.audit.tsa_verify import TsaTrust
+from security.pki_keys import SigningKey
+
+if TYPE_CHECKING:
+    from gateway.settings import Settings
+
+__all__ = [
+    "EvidenceNotFound",
+    "EvidenceNotReady",
+    "EvidenceSigner",
+    "collect_evidence",
+    "export_evidence_cli",
+    "verify_evidence_cli",
+]
+
+
+class EvidenceNotFound(EvidenceError):
+    """No record of that request id exists (or is visible)."""
+
+    code: ClassVar[str] = "NotFound"
+
+
+class EvidenceNotReady(EvidenceError):
+    """The exchange's records are not yet covered by a signed checkpoint."""
+
+    code: ClassVar[str] = "EvidenceNotReady"
+
+
+@dataclass(frozen=True, slots=True)
+class EvidenceSigner:
+    """What the exporter signs with: the gateway's key and certificate, the log's vkey."""
+
+    key: SigningKey
+    certificate: x509.Certificate
+    log_key: VerifierKey
+
+
+async def collect_evidence(
+    store: AuditStore,
+    request_id: str,
+    signer: EvidenceSigner,
+    *,
+    visible: Callable[[AuditRecord], bool] = lambda record: True,
+    open_body: Callable[[bytes], bytes] | None = None,
+    signer_certificates: Mapping[str, x509.Certificate] | None = None,
+    now: datetime | None = None,
+) -> bytes:
+    """The evidence bundle of ``request_id`` from ``store``; raises `EvidenceNotFound`,
+    `EvidenceNotReady` or `AuditError`.
+
+    Records ``visible`` rejects (an auditor's member scope) do not exist for this call.
+    Bodies stored encrypted are decrypted with ``open_body`` when given (the auditor may
+    read them), else exported as stored. ``signer_certificates`` maps thumbprints to the
+    certificates the gateway knows (registry); a record's signer found there is included.
+    """
+    records = [r for r in await store.by_request_id(request_id) if visible(r)]
+    if not records:
+        raise EvidenceNotFound(f"no audit record of request {request_id}")
+    stored = await store.latest_checkpoint()
+    last = max(record.seq for record in records)
+    if stored is None or stored.checkpoint.size <= last:
+        raise EvidenceNotReady(
+            f"the records of request {request_id} are not yet covered by a signed checkpoint;"
+            " try again after the next checkpoint"
+        )
+    checkpoint = stored.checkpoint
+    items = []
+    for record in records:
+        proof = await store.inclusion_proof(record.seq, checkpoint.size)
+        body, form = await _body(record, open_body)
+        items.append(EvidenceItem(record=record, proof=proof, body=body, body_form=form))
+    known = signer_certificates or {}
+    thumbprints = {r.signer_thumbprint for r in records if r.signer_thumbprint is not None}
+    certificates = [known[t] for t in sorted(thumbprints) if t in known]
+    # StoredCheckpoint.timestamp_token arrives with the store rework (store-interface.md).
+    token: bytes | None = getattr(stored, "timestamp_token", None)
+    return await asyncio.to_thread(
+        build_evidence,
+        request_id=request_id,
+        items=items,
+        checkpoint=checkpoint,
+        log_key=signer.log_key,
+        gateway_certificate=signer.certificate,
+        signing_key=signer.key,
+        timestamp_token=token,
+        signer_certificates=certificates,
+        created=now or datetime.now(UTC),
+    )
+
+
+async def _body(
+    record: AuditRecord, open_body: Callable[[bytes], bytes] | None
+) -> tuple[bytes | None, BodyForm | None]:
+    if record.body is None:
+        return None, None
+    if record.body_policy != "encrypted":
+        return record.body, "plain"
+    if open_body is None:
+        return record.body, "envelope"
+    return await asyncio.to_thread(open_body, record.body), "plain"
+
+
+def _read(path: Path, what: str) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise EvidenceError(f"cannot read {what} {path}: {exc.strerror}") from exc
+
+
+def verify_evidence_cli(
+    bundle: Path,
+    *,
+    certificate: Path | None = None,
+    vkey: str | None = None,
+    tsa_ca: Path | None = None,
+) -> tuple[int, str]:
+    """``obmin audit verify-evidence``: exit code 0 and the report, or 1 and the reason."""
+    if certificate is None and vkey is None:
+        return 1, "verify-evidence needs --certificate (the gateway's) or --vkey (the log's)"
+    data = _read(bundle, "the evidence bundle")
+    given = None
+    if certificate is not None:
+        try:
+            given = x509.load_pem_x509_certificate(_read(certificate, "the certificate"))
+        except ValueError as exc:
+            raise EvidenceError(f"{certificate} is not a PEM certificate") from exc
+    key = VerifierKey.parse(vkey) if vkey is not None else None
+    trust = TsaTrust.from_file(tsa_ca, "--tsa-ca") if tsa_ca is not None else None
+    try:
+        report = verify_evidence(data, gateway_certificate=given, vkey=key, tsa_trust=trust)
+    except AuditError as exc:
+        return 1, f"{bundle}: evidence does NOT verify: {exc}"
+    return 0, report.summary()
+
+
+async def export_evidence_cli(
+    settings: Settings, request_id: str, output: Path, passphrase: bytes | None
+) -> str:
+    """``obmin audit export``: write the bundle of ``request_id`` to ``output``."""
+    from gateway.audit.body_crypto import BodyKeyring
+    from gateway.audit.checkpointer import load_log_key
+    from gateway.audit.report import open_audit_store
+    from security import load_certificate, load_private_key
+
+    if settings.keys.log_key is None:
+        raise InvalidCheckpoint("keys.log_key is not configured: the log has no checkpoints")
+    log_key = load_log_key(settings.keys.log_key, passphrase)
+    signer = EvidenceSigner(
+        key=load_private_key(settings.keys.signing_key, passphrase),
+        certificate=load_certificate(settings.keys.signing_certificate),
+        log_key=VerifierKey(settings.audit.origin, log_key.public_key()),
+    )
+    keys = settings.audit.body_keys
+    keyring = BodyKeyring.from_settings(keys) if keys is not None else None
+    store = await open_audit_store(settings.audit, read_only=True)
+    try:
+        bundle = await collect_evidence(
+            store, request_id, signer, open_body=keyring.open if keyring else None
+        )
+    finally:
+        await store.close()
+    try:
+        await asyncio.to_thread(output.write_bytes, bundle)
+    except OSError as exc:
+        raise EvidenceError(f"cannot write {output}: {exc.strerror}") from exc
+    return f"evidence for request {request_id} written to {output} ({len(bundle)} bytes)"

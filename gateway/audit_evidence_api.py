@@ -1,0 +1,151 @@
+"""``GET /audit/v1/evidence/{request id}`` on the admin port (SPEC 8): an exchange's evidence.
+
+The answer is the zip of `gateway.audit.evidence` (``application/zip``). Auditors
+authenticate by client certificate or bearer token (`authenticate_admin`) and see only the
+exchanges of members in their scope: another member's exchange answers 404, as an unknown
+one does. Encrypted bodies are decrypted for the bundle when body keys are configured (an
+auditor with access to the exchange may read its bodies). An exchange not yet covered by a
+checkpoint answers 409 with ``Retry-After``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import math
+import os
+import re
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from aiohttp import web
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from gateway.admin_auth import authenticate_admin, json_response, principal_scope
+from gateway.audit import AuditError, VerifierKey, load_log_key
+from gateway.audit.body_crypto import BodyKeyring
+from gateway.audit.evidence import EvidenceError
+from gateway.audit.evidence_export import (
+    EvidenceNotFound,
+    EvidenceNotReady,
+    EvidenceSigner,
+    collect_evidence,
+)
+from gateway.state import STATE, GatewayState
+from security.pki_keys import pki_passphrase
+
+__all__ = ["EVIDENCE_OPENAPI", "add_evidence_routes"]
+
+_UUID: Final = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+@dataclass(slots=True)
+class _Keys:
+    """The log vkey and body keyring, loaded once (key files may be passphrase-encrypted,
+    which is slow: never on the event loop)."""
+
+    log_key: VerifierKey | None = None
+    keyring: BodyKeyring | None = None
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+_KEYS = web.AppKey("evidence_keys", _Keys)
+
+
+def _load(state: GatewayState) -> tuple[VerifierKey, BodyKeyring | None]:
+    settings = state.settings
+    if settings.keys.log_key is None:
+        raise EvidenceError("keys.log_key is not configured: the log has no checkpoints")
+    key = load_log_key(settings.keys.log_key, pki_passphrase(os.environ))
+    bodies = settings.audit.body_keys
+    keyring = BodyKeyring.from_settings(bodies) if bodies is not None else None
+    return VerifierKey(settings.audit.origin, key.public_key()), keyring
+
+
+async def _keys(request: web.Request) -> _Keys:
+    keys = request.app[_KEYS]
+    async with keys.lock:
+        if keys.log_key is None:
+            keys.log_key, keys.keyring = await asyncio.to_thread(_load, request.app[STATE])
+    return keys
+
+
+def _known_certificates(state: GatewayState) -> dict[str, x509.Certificate]:
+    env = state.env
+    assert env is not None
+    found = {}
+    for entry in env.registry.all_clients():
+        for certificate in entry.signing_certificates:
+            der = certificate.public_bytes(Encoding.DER)
+            found[hashlib.sha256(der).hexdigest()] = certificate
+    return found
+
+
+def _problem(status: int, code: str, message: str) -> web.Response:
+    return json_response({"type": code, "message": message}, status=status)
+
+
+async def _evidence(request: web.Request) -> web.StreamResponse:
+    principal = authenticate_admin(request, "auditor")
+    if isinstance(principal, web.Response):
+        return principal
+    request_id = request.match_info["request_id"]
+    if not _UUID.fullmatch(request_id):
+        return _problem(400, "InvalidQuery", "the request id must be a lower-case UUID")
+    state = request.app[STATE]
+    env = state.env
+    if env is None:
+        raise web.HTTPServiceUnavailable()
+    try:
+        keys = await _keys(request)
+        assert keys.log_key is not None
+        signer = EvidenceSigner(env.signer.key, env.signer.certificate, keys.log_key)
+        bundle = await collect_evidence(
+            env.audit,
+            request_id,
+            signer,
+            visible=principal_scope(principal),
+            open_body=keys.keyring.open if keys.keyring is not None else None,
+            signer_certificates=_known_certificates(state),
+        )
+    except EvidenceNotFound:
+        return _problem(404, "NotFound", f"no exchange {request_id}")
+    except EvidenceNotReady as exc:
+        response = _problem(409, exc.code, str(exc))
+        interval = state.settings.audit.checkpoint_interval_seconds
+        response.headers["Retry-After"] = str(max(1, math.ceil(interval)))
+        return response
+    except AuditError as exc:
+        return _problem(503, exc.code, str(exc))
+    return web.Response(
+        body=bundle,
+        content_type="application/zip",
+        headers={"Content-Disposition": f'attachment; filename="evidence-{request_id}.zip"'},
+    )
+
+
+EVIDENCE_OPENAPI: Final[dict[str, Any]] = {
+    "get": {
+        "summary": "The evidence bundle (zip) of one exchange, verifiable offline",
+        "security": [{"bearer": []}, {"clientCertificate": []}],
+        "parameters": [
+            {"name": "request_id", "in": "path", "required": True, "schema": {"type": "string"}}
+        ],
+        "responses": {
+            "200": {"description": "application/zip: see docs/auditor-guide.md"},
+            "404": {"description": "unknown or out of scope"},
+            "409": {"description": "not yet covered by a checkpoint (Retry-After)"},
+        },
+    }
+}
+
+
+def add_evidence_routes(app: web.Application, openapi: dict[str, Any] | None = None) -> None:
+    """Add the evidence endpoint to the admin application (and to ``openapi``)."""
+    app[_KEYS] = _Keys()
+    app.router.add_get("/audit/v1/evidence/{request_id}", _evidence)
+    if openapi is not None:
+        openapi["paths"].setdefault("/audit/v1/evidence/{request_id}", EVIDENCE_OPENAPI)
+        schemes = openapi.setdefault("components", {}).setdefault("securitySchemes", {})
+        schemes.setdefault("clientCertificate", {"type": "mutualTLS"})

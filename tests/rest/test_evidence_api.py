@@ -1,0 +1,284 @@
+"""The evidence endpoint on the admin port, with auditors known by TLS client certificate.
+
+The admin port is served over real TLS (the gateway's admin TLS context, a server
+certificate from the development PKI); auditors' client certificates come from a CA of
+their own. Bearer tokens keep working beside them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import hashlib
+import ssl
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from gateway.admin import create_admin_app
+from gateway.admin_tls import admin_ssl_context, match_admin_certificate
+from gateway.audit import SqliteAuditStore
+from gateway.audit.evidence_verify import verify_evidence
+from gateway.settings import AdminCertificate, AdminTlsSettings, Settings, SettingsError
+from gateway.state import STATE, GatewayState
+from registry.identifiers import ClientId
+from security import IssuedCert, PkiLayout, init_pki, load_certificate
+from security.pki_certs import issue_tls_client_cert, issue_tls_server_cert
+from tests.audit.drafts import exchange
+from tests.rest.conftest import CLIENT, SERVICE, RestDeployment
+
+AUDITOR = {"Authorization": "Bearer aud"}
+
+
+@dataclass
+class Auditors:
+    ca: PkiLayout
+    by_thumbprint: IssuedCert
+    by_subject: IssuedCert
+    out_of_scope: IssuedCert
+    admin_only: IssuedCert
+    unconfigured: IssuedCert
+    stranger: IssuedCert  # a client certificate from a CA the admin port does not trust
+
+
+@pytest.fixture(scope="module")
+def auditors(tmp_path_factory: pytest.TempPathFactory) -> Auditors:
+    base = tmp_path_factory.mktemp("auditors")
+    ca = init_pki(base / "auditor-ca")
+    other = init_pki(base / "other-ca")
+
+    def issue(layout: PkiLayout, code: str) -> IssuedCert:
+        return issue_tls_client_cert(
+            layout, ClientId.parse(f"DEV/COM/222/{code}"), out_dir=base / code
+        )
+
+    return Auditors(
+        ca=ca,
+        by_thumbprint=issue(ca, "AUDIT1"),
+        by_subject=issue(ca, "AUDIT2"),
+        out_of_scope=issue(ca, "AUDIT3"),
+        admin_only=issue(ca, "OPS"),
+        unconfigured=issue(ca, "NOBODY"),
+        stranger=issue(other, "STRANGER"),
+    )
+
+
+def _sha256(issued: IssuedCert) -> str:
+    return hashlib.sha256(issued.certificate.public_bytes(Encoding.DER)).hexdigest()
+
+
+def _configured(auditors: Auditors) -> tuple[AdminCertificate, ...]:
+    return (
+        AdminCertificate(name="auditor-1", sha256=_sha256(auditors.by_thumbprint)),
+        AdminCertificate(name="auditor-2", subject="CN=DEV/COM/222/AUDIT2,O=obmin"),
+        AdminCertificate(
+            name="tax", sha256=_sha256(auditors.out_of_scope), members=("DEV/COM/999",)
+        ),
+        AdminCertificate(name="ops", sha256=_sha256(auditors.admin_only), roles=("admin",)),
+    )
+
+
+@dataclass
+class TlsAdmin:
+    url: str
+    server_ca: Path
+    gateway: RestDeployment
+
+    def client_context(self, auditor: IssuedCert | None) -> ssl.SSLContext:
+        context = ssl.create_default_context(cafile=str(self.server_ca))
+        if auditor is not None:
+            context.load_cert_chain(auditor.cert_path, auditor.key_path)
+        return context
+
+    async def get(
+        self, path: str, auditor: IssuedCert | None, headers: dict[str, str] | None = None
+    ) -> tuple[int, bytes, dict[str, str]]:
+        connector = aiohttp.TCPConnector(ssl=self.client_context(auditor))
+        async with (
+            aiohttp.ClientSession(connector=connector) as session,
+            session.get(self.url + path, headers=headers or {}) as response,
+        ):
+            return response.status, await response.read(), dict(response.headers)
+
+
+async def _start(
+    rest_gateway: RestDeployment,
+    auditors: Auditors,
+    tmp_path: Path,
+    aiohttp_server: Callable[..., Any],
+    *,
+    require: bool = False,
+) -> TlsAdmin:
+    pki = rest_gateway.pki
+    server = issue_tls_server_cert(pki, out_dir=tmp_path / "admin-tls")
+    tls = AdminTlsSettings(
+        certificate=server.cert_path,
+        key=server.key_path,
+        client_ca=auditors.ca.ca_cert,
+        require_client_certificate=require,
+    )
+    state = rest_gateway.client.app[STATE]
+    state.settings = state.settings.model_copy(
+        update={"admin_tls": tls, "admin_certificates": _configured(auditors)}
+    )
+    app = create_admin_app(state)
+    running = await aiohttp_server(app, ssl=admin_ssl_context(tls))
+    return TlsAdmin(f"https://127.0.0.1:{running.port}", pki / "ca" / "ca.crt", rest_gateway)
+
+
+async def _exchange(gw: RestDeployment) -> str:
+    response = await gw.client.get(
+        "/restapi/pet/1", headers={"Uxp-Client": CLIENT, "Uxp-Service": SERVICE}
+    )
+    assert response.status == 200
+    records = await (await gw.admin.get("/audit/v1/records", headers=AUDITOR)).json()
+    request_id: str = records["records"][-1]["request_id"]
+    for _ in range(100):  # a checkpoint every 2 records or 0.2 s
+        latest = await gw.admin.get("/audit/v1/checkpoint", headers=AUDITOR)
+        if latest.status == 200 and (await latest.json())["tree_size"] >= 2:
+            break
+        await asyncio.sleep(0.05)
+    return request_id
+
+
+async def test_auditors_by_certificate_get_evidence_that_verifies(
+    rest_gateway: RestDeployment,
+    auditors: Auditors,
+    tmp_path: Path,
+    aiohttp_server: Callable[..., Any],
+) -> None:
+    admin = await _start(rest_gateway, auditors, tmp_path, aiohttp_server)
+    request_id = await _exchange(rest_gateway)
+    path = f"/audit/v1/evidence/{request_id}"
+    gateway_certificate = load_certificate(rest_gateway.pki / "gateway" / "sign.crt")
+    for auditor in (auditors.by_thumbprint, auditors.by_subject):
+        status, body, headers = await admin.get(path, auditor)
+        assert status == 200, body
+        assert headers["Content-Type"] == "application/zip"
+        report = verify_evidence(body, gateway_certificate=gateway_certificate)
+        assert report.request_id == request_id
+        assert [r.direction for r in report.records] == ["request", "response"]
+    # Scope: another member's auditor does not see the exchange at all.
+    status, body, _ = await admin.get(path, auditors.out_of_scope)
+    assert status == 404
+    # A certificate with the admin role only.
+    status, body, _ = await admin.get(path, auditors.admin_only)
+    assert status == 403 and b"no auditor role" in body
+    # Trusted by the handshake, but nobody's: refused, unless a token says who it is.
+    status, body, _ = await admin.get(path, auditors.unconfigured)
+    assert status == 401 and b"not configured" in body
+    status, _, _ = await admin.get(path, auditors.unconfigured, AUDITOR)
+    assert status == 200
+    # No certificate: bearer tokens keep working over HTTPS.
+    status, _, _ = await admin.get(path, None, AUDITOR)
+    assert status == 200
+    status, _, _ = await admin.get(path, None)
+    assert status == 401
+    # The existing auditor API on the same TLS port still takes tokens.
+    status, _, _ = await admin.get("/audit/v1/checkpoint", None, AUDITOR)
+    assert status == 200
+
+
+async def test_untrusted_or_missing_client_certificates_fail_the_handshake(
+    rest_gateway: RestDeployment,
+    auditors: Auditors,
+    tmp_path: Path,
+    aiohttp_server: Callable[..., Any],
+) -> None:
+    admin = await _start(rest_gateway, auditors, tmp_path, aiohttp_server, require=True)
+    with pytest.raises(aiohttp.ClientError):
+        await admin.get("/audit/v1/checkpoint", auditors.stranger, AUDITOR)
+    with pytest.raises(aiohttp.ClientError):  # require_client_certificate
+        await admin.get("/audit/v1/checkpoint", None, AUDITOR)
+    status, _, _ = await admin.get("/audit/v1/checkpoint", auditors.by_thumbprint, AUDITOR)
+    assert status == 200
+
+
+async def test_evidence_endpoint_errors_and_openapi(rest_gateway: RestDeployment) -> None:
+    request_id = await _exchange(rest_gateway)
+    admin = rest_gateway.admin
+    assert (await admin.get(f"/audit/v1/evidence/{request_id}")).status == 401
+    ok = await admin.get(f"/audit/v1/evidence/{request_id}", headers=AUDITOR)
+    assert ok.status == 200
+    assert request_id in ok.headers["Content-Disposition"]
+    scoped = await admin.get(
+        f"/audit/v1/evidence/{request_id}", headers={"Authorization": "Bearer scoped"}
+    )
+    assert scoped.status == 404
+    bad = await admin.get("/audit/v1/evidence/not-a-uuid", headers=AUDITOR)
+    assert bad.status == 400
+    unknown = await admin.get(
+        "/audit/v1/evidence/00000000-0000-4000-8000-000000000000", headers=AUDITOR
+    )
+    assert unknown.status == 404
+    spec = await (await admin.get("/audit/v1/openapi.json")).json()
+    assert "/audit/v1/evidence/{request_id}" in spec["paths"]
+
+
+def test_admin_certificate_settings(auditors: Auditors, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="exactly one of sha256 and subject"):
+        AdminCertificate(name="x")
+    with pytest.raises(ValueError, match="exactly one"):
+        AdminCertificate(name="x", sha256="a" * 64, subject="CN=x")
+    with pytest.raises(ValueError, match="not an RFC 4514 name"):
+        AdminCertificate(name="x", subject="no equals sign")
+    entries = _configured(auditors)
+    der = auditors.by_subject.certificate.public_bytes(Encoding.DER)
+    assert match_admin_certificate(entries, der) == entries[1]
+    other = auditors.unconfigured.certificate.public_bytes(Encoding.DER)
+    assert match_admin_certificate(entries, other) is None
+    missing = AdminTlsSettings(certificate=tmp_path / "no.crt", key=tmp_path / "no.key")
+    with pytest.raises(SettingsError, match=r"admin_tls\.certificate/key: cannot load"):
+        admin_ssl_context(missing)
+    server = issue_tls_server_cert(auditors.ca, out_dir=tmp_path / "srv")
+    no_ca = AdminTlsSettings(
+        certificate=server.cert_path, key=server.key_path, require_client_certificate=True
+    )
+    with pytest.raises(SettingsError, match=r"needs admin_tls\.client_ca"):
+        admin_ssl_context(no_ca)
+    bad_ca = AdminTlsSettings(
+        certificate=server.cert_path, key=server.key_path, client_ca=tmp_path / "none.pem"
+    )
+    with pytest.raises(SettingsError, match=r"admin_tls\.client_ca: cannot load"):
+        admin_ssl_context(bad_ca)
+    settings = Settings.model_validate(
+        {
+            "registry_dir": tmp_path,
+            "keys": {"signing_certificate": "a", "signing_key": "b"},
+            "admin_tls": {"certificate": server.cert_path, "key": server.key_path},
+            "admin_certificates": [{"name": "a", "subject": "CN=DEV/COM/222/AUDIT2,O=obmin"}],
+        }
+    )
+    assert settings.admin_certificates[0].roles == ("auditor",)
+
+
+async def test_evidence_not_yet_checkpointed_or_without_a_log_key(
+    rest_gateway: RestDeployment, tmp_path: Path, aiohttp_client: Callable[..., Any]
+) -> None:
+    state = rest_gateway.client.app[STATE]
+    assert state.env is not None
+    fresh = SqliteAuditStore(tmp_path / "fresh.db")  # records, and no checkpoint yet
+    await fresh.open()
+    try:
+        drafts = exchange("m-1")
+        await fresh.append(drafts)
+        other = GatewayState(state.settings)
+        other.env = dataclasses.replace(state.env, audit=fresh)
+        admin = await aiohttp_client(create_admin_app(other))
+        pending = await admin.get(f"/audit/v1/evidence/{drafts[0].request_id}", headers=AUDITOR)
+        assert pending.status == 409
+        assert pending.headers["Retry-After"] == "1"
+        assert "not yet covered by a signed checkpoint" in (await pending.json())["message"]
+        keys = state.settings.keys.model_copy(update={"log_key": None})
+        other.settings = state.settings.model_copy(update={"keys": keys})
+        keyless = await aiohttp_client(create_admin_app(other))
+        failed = await keyless.get(f"/audit/v1/evidence/{drafts[0].request_id}", headers=AUDITOR)
+        assert failed.status == 503
+        assert "keys.log_key is not configured" in (await failed.json())["message"]
+    finally:
+        await fresh.close()
