@@ -13,7 +13,7 @@ from datetime import timedelta
 import aiohttp
 from cryptography.x509 import Certificate
 
-from gateway.audit import AuditStore
+from gateway.audit import AuditStore, BodyStorage
 from gateway.breaker import BreakerBoard
 from gateway.metrics import GatewayMetrics
 from gateway.ratelimit import RateLimiter
@@ -55,3 +55,5 @@ class ExchangeEnv:
     key_passphrase: bytes | None = field(default=None, repr=False)
     # Per-service circuit breakers; a reload's new environment keeps the same board.
     breakers: BreakerBoard = field(default_factory=BreakerBoard)
+    # How bodies are kept under policies plain and encrypted (keyring, size cap).
+    bodies: BodyStorage = field(default_factory=BodyStorage)

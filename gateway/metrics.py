@@ -40,6 +40,17 @@ class GatewayMetrics:
             buckets=_LATENCY_BUCKETS,
             registry=self.registry,
         )
+        self.audit_timestamps = Counter(
+            "obmin_audit_timestamps",
+            "RFC 3161 timestamp attempts on checkpoints by outcome (ok or the error code).",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.audit_timestamp_failing = Gauge(
+            "obmin_audit_timestamp_failing",
+            "1 while the newest checkpoint's timestamp failed and is being retried.",
+            registry=self.registry,
+        )
         self.registry_reloads = Counter(
             "obmin_registry_reloads",
             "Registry reloads by outcome (ok or refused).",
@@ -81,6 +92,11 @@ class GatewayMetrics:
             outcome=outcome,
         ).inc()
         self.exchange_seconds.labels(protocol=protocol).observe(seconds)
+
+    def count_timestamp(self, outcome: str) -> None:
+        """Count one checkpoint timestamp attempt: ``ok`` or the error's code."""
+        self.audit_timestamps.labels(outcome=outcome).inc()
+        self.audit_timestamp_failing.set(0 if outcome == "ok" else 1)
 
     def render(self) -> bytes:
         """The metrics in the Prometheus text exposition format."""

@@ -4,7 +4,9 @@ A reload never edits the environment in force: it loads and validates the new re
 worker thread (loading 100,000 services takes seconds), builds a new `ExchangeEnv` and
 replaces the reference. An exchange holds the env it started with, so it finishes under the
 rules it began with. An invalid registry is refused; the one in force stays, and the refusal
-is logged, counted and shown in ``/readyz``.
+is logged, counted and shown in ``/readyz``. So is a registry that the gateway's settings
+cannot serve (`check_body_policies`: a service with body policy ``encrypted`` while no
+``audit.body_keys`` are configured), which also stops the gateway from starting.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from typing import TYPE_CHECKING, Literal
 
 import structlog
 
+from gateway.audit import BodyStorage
+from gateway.audit.bodies import services_needing_body_keys
 from gateway.tls import trust_registry_certs
 from registry import Registry, RegistryError, load_registry, registry_files
 from security import TrustStore
@@ -25,7 +29,7 @@ from security import TrustStore
 if TYPE_CHECKING:
     from gateway.state import GatewayState
 
-__all__ = ["ReloadOutcome", "reload_registry", "watch_registry"]
+__all__ = ["ReloadOutcome", "check_body_policies", "reload_registry", "watch_registry"]
 
 log = structlog.get_logger("obmin.registry")
 
@@ -43,6 +47,22 @@ class ReloadOutcome:
     error: str | None = None
 
 
+def check_body_policies(registry: Registry, bodies: BodyStorage) -> None:
+    """Refuse a registry whose services ask for body policy ``encrypted`` when no body keys
+    are configured (fail closed: such a body would have nowhere safe to go); the
+    `RegistryError` names the services."""
+    if bodies.keyring is not None:
+        return
+    needing = services_needing_body_keys(registry.services.values())
+    if not needing:
+        return
+    shown = ", ".join(needing[:5]) + (f" and {len(needing) - 5} more" if len(needing) > 5 else "")
+    raise RegistryError(
+        f"registry {registry.loaded_from}: audit_body encrypted needs audit.body_keys in the"
+        f" gateway settings, and none are configured; services: {shown}"
+    )
+
+
 async def reload_registry(state: GatewayState, trigger: Trigger) -> ReloadOutcome:
     """Load the registry directory again and put it in force if it is valid."""
     async with state.reload_lock:
@@ -51,6 +71,7 @@ async def reload_registry(state: GatewayState, trigger: Trigger) -> ReloadOutcom
             return ReloadOutcome(False, trigger, datetime.now(UTC), error="gateway not started")
         try:
             registry: Registry = await asyncio.to_thread(load_registry, env.settings.registry_dir)
+            check_body_policies(registry, env.bodies)
         except RegistryError as exc:
             outcome = ReloadOutcome(False, trigger, datetime.now(UTC), error=str(exc))
             state.last_reload = outcome

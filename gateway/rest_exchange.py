@@ -20,7 +20,6 @@ Content-Digest and the gateway's RFC 9421 signature (SPEC 5.3).
 from __future__ import annotations
 
 import asyncio
-import base64
 import hashlib
 import re
 import time
@@ -35,7 +34,7 @@ import aiohttp
 import structlog
 
 from gateway.admission import admit
-from gateway.audit import AuditError, AuditRecordDraft, Direction, body_digest
+from gateway.audit import AuditError, AuditRecordDraft, BodyFields, Direction
 from gateway.context import ExchangeEnv
 from gateway.errors import Fault, GatewayError, fault_for
 from gateway.forward import is_tls_failure
@@ -63,7 +62,7 @@ from gateway.rest.protocol import (
     render_error,
     rest_request_hash,
 )
-from gateway.spool import SpooledBody, TooLarge
+from gateway.spool import SpooledBody, SpoolFailed, TooLarge
 from gateway.tls import check_tls_client
 from registry import ClientEntry, ClientId, ServiceEntry, ServiceId, normalise_path
 from registry.errors import InvalidIdentifier
@@ -149,20 +148,47 @@ class _RestExchange:
             generated_message_id=head.message_id if head and head.message_id_generated else None,
         )
 
+    async def body(
+        self, env: ExchangeEnv, direction: Direction, body: SpooledBody | bytes
+    ) -> BodyFields:
+        """The body fields of one direction's record, as the service's policy says: a
+        stored body (``plain``, or sealed under ``encrypted``) up to
+        ``audit.max_stored_body_bytes``, read back from its spool only then; a request body
+        refused while it was read is never stored. Raises `AuditError`."""
+        policy = self.service.audit_body if self.service is not None else "digest"
+        if isinstance(body, bytes):
+            return await env.bodies.fields_of(body, policy, self.request_id, direction)
+        spool = body
+        complete = self.body_complete or direction == "response"
+
+        async def load() -> bytes:
+            small = spool.small_bytes()
+            if small is not None:
+                return small
+            try:
+                return await asyncio.to_thread(spool.read_all_blocking)
+            except SpoolFailed as exc:
+                raise AuditError(f"the {direction} body cannot be read back: {exc}") from exc
+
+        return await env.bodies.fields(
+            policy,
+            self.request_id,
+            direction,
+            size=spool.size,
+            sha512=spool.sha512(),
+            load=load if complete else None,
+        )
+
     def draft(
         self,
         direction: Direction,
         *,
-        size: int,
-        sha512: bytes,
+        body: BodyFields,
         status: int | None,
         fault: Fault | None,
         duration_ms: float | None,
     ) -> AuditRecordDraft:
         head = self.head
-        policy = self.service.audit_body if self.service is not None else "digest"
-        if policy in ("plain", "encrypted"):
-            policy = "digest"  # REST bodies may be huge: stored bodies come with issue 4
         return AuditRecordDraft(
             time=datetime.now(tz=self.incoming.received_at.tzinfo),
             direction=direction,
@@ -182,9 +208,7 @@ class _RestExchange:
             http_status=status,
             fault_code=None if fault is None else fault.full_code(),
             outcome="ok" if fault is None else "fault",
-            size=size,
-            body_digest=None if policy == "none" else base64.b64encode(sha512).decode("ascii"),
-            body_policy=policy,
+            **body,
             signature_value_digest=self.signature_digest,
             signer_thumbprint=self.signer_thumbprint,
             auth_mode=self.auth_mode,  # type: ignore[arg-type]
@@ -527,8 +551,7 @@ async def run_rest_exchange(
         # 5. audit-in
         request_draft = exchange.draft(
             "request",
-            size=body.size,
-            sha512=body.sha512(),
+            body=await exchange.body(env, "request", body),
             status=None,
             fault=None,
             duration_ms=None,
@@ -559,8 +582,7 @@ async def run_rest_exchange(
         duration = (time.perf_counter() - started) * 1000
         response_draft = exchange.draft(
             "response",
-            size=reply.size,
-            sha512=reply.sha512(),
+            body=await exchange.body(env, "response", reply),
             status=status,
             fault=None,
             duration_ms=duration,
@@ -638,32 +660,29 @@ async def _refuse(
     )
     if not isinstance(exc, AuditError):
         duration = (time.perf_counter() - started) * 1000
-        incoming = exchange.incoming.body
-        drafts = (
-            []
-            if request_logged
-            else [
-                exchange.draft(
-                    "request",
-                    size=incoming.size,
-                    sha512=incoming.sha512(),
-                    status=None,
-                    fault=fault,
-                    duration_ms=None,
-                )
-            ]
-        )
-        drafts.append(
-            exchange.draft(
-                "response",
-                size=len(body),
-                sha512=base64.b64decode(body_digest(body)),
-                status=fault.http_status,
-                fault=fault,
-                duration_ms=duration,
-            )
-        )
         try:
+            drafts = (
+                []
+                if request_logged
+                else [
+                    exchange.draft(
+                        "request",
+                        body=await exchange.body(env, "request", exchange.incoming.body),
+                        status=None,
+                        fault=fault,
+                        duration_ms=None,
+                    )
+                ]
+            )
+            drafts.append(
+                exchange.draft(
+                    "response",
+                    body=await exchange.body(env, "response", body),
+                    status=fault.http_status,
+                    fault=fault,
+                    duration_ms=duration,
+                )
+            )
             await env.audit.append(drafts)
         except AuditError as audit_exc:
             bound.error("audit log write failed", reason=str(audit_exc))
@@ -751,8 +770,7 @@ async def run_global_metaservice(
             [
                 exchange.draft(
                     "request",
-                    size=body.size,
-                    sha512=body.sha512(),
+                    body=await exchange.body(env, "request", body),
                     status=None,
                     fault=None,
                     duration_ms=None,
@@ -776,8 +794,7 @@ async def run_global_metaservice(
             [
                 exchange.draft(
                     "response",
-                    size=len(answer.body),
-                    sha512=hashlib.sha512(answer.body).digest(),
+                    body=await exchange.body(env, "response", answer.body),
                     status=answer.status,
                     fault=None,
                     duration_ms=duration,

@@ -9,7 +9,7 @@ trust store, audit store, HTTP client session, gateway key) are created in one p
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -17,12 +17,20 @@ import aiohttp
 import structlog
 from aiohttp import web
 
-from gateway.audit import AuditStore, Checkpointer, open_audit_store
+from gateway.audit import (
+    AuditStore,
+    BodyKeyring,
+    BodyStorage,
+    Checkpointer,
+    TimestampOutcome,
+    TsaClient,
+    open_audit_store,
+)
 from gateway.audit.retention import run_retention
 from gateway.context import ExchangeEnv, GatewaySigner
 from gateway.metrics import GatewayMetrics
 from gateway.ratelimit import MemoryRateLimiter, RateLimiter, RedisRateLimiter
-from gateway.reload import watch_registry
+from gateway.reload import check_body_policies, watch_registry
 from gateway.rest_exchange import (
     GlobalMeta,
     RestIncoming,
@@ -55,8 +63,10 @@ def _build_env(
     replay: ReplayCache,
     rate_limiter: RateLimiter,
     passphrase: bytes | None,
+    bodies: BodyStorage,
 ) -> ExchangeEnv:
     registry = load_registry(settings.registry_dir)
+    check_body_policies(registry, bodies)
     signer = GatewaySigner(
         key=load_private_key(settings.keys.signing_key, passphrase),
         certificate=load_certificate(settings.keys.signing_certificate),
@@ -77,7 +87,27 @@ def _build_env(
         replay=replay,
         rate_limiter=rate_limiter,
         key_passphrase=passphrase,
+        bodies=bodies,
     )
+
+
+def _body_storage(settings: Settings) -> BodyStorage:
+    """The body keyring (``audit.body_keys``, when configured) and the stored-body cap."""
+    keys = settings.audit.body_keys
+    return BodyStorage(
+        keyring=BodyKeyring.from_settings(keys) if keys is not None else None,
+        max_stored_bytes=settings.audit.max_stored_body_bytes,
+    )
+
+
+def _timestamp_reporter(state: GatewayState) -> Callable[[TimestampOutcome], None]:
+    """Counts each checkpoint timestamp attempt in the metrics (``/readyz`` reads the
+    checkpointer's last outcome)."""
+
+    def report(outcome: TimestampOutcome) -> None:
+        state.metrics.count_timestamp(outcome.code)
+
+    return report
 
 
 def revocation_config(settings: RevocationSettings) -> RevocationConfig:
@@ -108,11 +138,19 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     # fails if this stops working.
     session._retry_connection = False
     try:
+        bodies = _body_storage(settings)
         if settings.keys.log_key is not None:  # signed checkpoints of the audit log (SPEC 8)
+            tsa = settings.audit.tsa  # RFC 3161 timestamps on checkpoints, when configured
             checkpointer = Checkpointer.from_settings(
-                audit, settings.audit, settings.keys.log_key, passphrase
+                audit,
+                settings.audit,
+                settings.keys.log_key,
+                passphrase,
+                timestamper=TsaClient.from_settings(session, tsa) if tsa is not None else None,
+                on_timestamp=_timestamp_reporter(state),
             )
             await checkpointer.start()
+            state.checkpointer = checkpointer
             if settings.audit.retention_max_age_days is not None:  # SPEC 8 retention
                 retention = run_retention(audit, settings.audit, checkpointer.verifier_key)
                 state.spawn(retention, "audit-retention")
@@ -120,7 +158,15 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
         revocation = RevocationChecker(session, revocation_config(settings.revocation))
         replay, rate_limiter = _shared_state(settings)
         state.env = _build_env(
-            settings, audit, session, state.metrics, revocation, replay, rate_limiter, passphrase
+            settings,
+            audit,
+            session,
+            state.metrics,
+            revocation,
+            replay,
+            rate_limiter,
+            passphrase,
+            bodies,
         )
         _record_static_metrics(state)
         if settings.registry_watch_seconds:
@@ -132,6 +178,7 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
             await state.env.replay.aclose()
             await state.env.rate_limiter.aclose()
         state.env = None
+        state.checkpointer = None
         if checkpointer is not None:
             await checkpointer.stop()  # a final checkpoint covering every record
         await session.close()

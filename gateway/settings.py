@@ -211,6 +211,9 @@ class AuditSettings(_Model):
     checkpoint_every_records: int = Field(default=1000, gt=0)
     tsa: TsaSettings | None = None
     body_keys: BodyKeySettings | None = None
+    # Bodies under policy plain or encrypted are stored up to this size; a larger one is
+    # recorded with its digest only (the record's body_policy then says digest).
+    max_stored_body_bytes: int = Field(default=1024 * 1024, ge=0, le=64 * 1024 * 1024)
     retention_max_age_days: float | None = Field(default=None, gt=0)
     archive_dir: Path = Path("var/audit-archive")
     retention_interval_seconds: float = Field(default=3600.0, gt=0)
@@ -302,6 +305,9 @@ class Settings(_Model):
         # leave the database: without the log key there are no checkpoints to check.
         if self.audit.retention_max_age_days is not None and self.keys.log_key is None:
             raise ValueError("audit.retention_max_age_days needs keys.log_key")
+        # Timestamps are over signed checkpoints: without the log key there are none.
+        if self.audit.tsa is not None and self.keys.log_key is None:
+            raise ValueError("audit.tsa needs keys.log_key (timestamps are over checkpoints)")
         return self
 
 

@@ -29,7 +29,7 @@ import structlog
 from lxml import etree
 
 from gateway.admission import admit
-from gateway.audit import AuditError, AuditRecordDraft, Direction, body_fields
+from gateway.audit import AuditError, AuditRecordDraft, Direction
 from gateway.context import ExchangeEnv
 from gateway.errors import Fault, GatewayError, fault_for
 from gateway.forward import ProviderReply, forward_request
@@ -330,8 +330,9 @@ class _Exchange:
     client: AuthenticatedClient | None = None
     service: ServiceEntry | None = None
 
-    def draft(
+    async def draft(
         self,
+        env: ExchangeEnv,
         direction: Direction,
         *,
         body: bytes,
@@ -339,9 +340,12 @@ class _Exchange:
         status: int | None,
         duration_ms: float | None,
     ) -> AuditRecordDraft:
+        """The record of one direction; the body is kept as the service's policy says
+        (sealed under ``encrypted``); raises `AuditError` when it cannot be."""
         header = self.parsed.envelope.header if self.parsed is not None else None
         verified = self.client.verified if self.client is not None else None
         policy = self.service.audit_body if self.service is not None else "digest"
+        body_fields = await env.bodies.fields_of(body, policy, self.request_id, direction)
         return AuditRecordDraft(
             time=datetime.now(tz=self.incoming.received_at.tzinfo),
             direction=direction,
@@ -357,7 +361,7 @@ class _Exchange:
             http_status=status,
             fault_code=None if fault is None else fault.full_code(),
             outcome="ok" if fault is None else "fault",
-            **body_fields(body, policy),
+            **body_fields,
             signature_value_digest=verified.signature_value_digest if verified else None,
             signer_thumbprint=verified.signer.thumbprint_sha256 if verified else None,
             auth_mode=self.client.auth_mode if self.client else None,
@@ -455,8 +459,8 @@ async def run_soap_exchange(
         if not meta:
             exchange.service = resolve_and_authorise(env, exchange.parsed)  # 3, 4
         laps.lap("authorise")
-        request_draft = exchange.draft(
-            "request", body=incoming.body, fault=None, status=None, duration_ms=None
+        request_draft = await exchange.draft(
+            env, "request", body=incoming.body, fault=None, status=None, duration_ms=None
         )
         await _audit(env, [request_draft])  # 5
         request_logged = True
@@ -490,8 +494,8 @@ async def run_soap_exchange(
         )
         laps.lap("check_reply")
         duration = (time.perf_counter() - started) * 1000
-        response_draft = exchange.draft(
-            "response", body=body, fault=None, status=200, duration_ms=duration
+        response_draft = await exchange.draft(
+            env, "response", body=body, fault=None, status=200, duration_ms=duration
         )
         await _audit(env, [response_draft])  # 8
         laps.lap("audit_out")
@@ -520,23 +524,26 @@ async def _refuse(
     _count(env, exchange, fault.full_code(), started)
     if not isinstance(exc, AuditError):
         duration = (time.perf_counter() - started) * 1000
-        drafts = (
-            []
-            if request_logged
-            else [
-                exchange.draft(
-                    "request",
-                    body=exchange.incoming.body,
-                    fault=fault,
-                    status=None,
-                    duration_ms=None,
-                )
-            ]
-        )
-        drafts.append(
-            exchange.draft("response", body=body, fault=fault, status=200, duration_ms=duration)
-        )
         try:
+            drafts = (
+                []
+                if request_logged
+                else [
+                    await exchange.draft(
+                        env,
+                        "request",
+                        body=exchange.incoming.body,
+                        fault=fault,
+                        status=None,
+                        duration_ms=None,
+                    )
+                ]
+            )
+            drafts.append(
+                await exchange.draft(
+                    env, "response", body=body, fault=fault, status=200, duration_ms=duration
+                )
+            )
             await _audit(env, drafts)
         except AuditError as audit_exc:
             bound.error("audit log write failed", reason=str(audit_exc))

@@ -16,6 +16,7 @@ from gateway.metrics import GatewayMetrics
 from gateway.settings import Settings
 
 if TYPE_CHECKING:
+    from gateway.audit import Checkpointer
     from gateway.reload import ReloadOutcome
 
 __all__ = ["STATE", "GatewayState"]
@@ -37,6 +38,7 @@ class GatewayState:
     started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)
     tls_context: ssl.SSLContext | None = None  # the HTTPS client port's, when it is enabled
+    checkpointer: Checkpointer | None = None  # signs (and timestamps) the log's checkpoints
 
     def spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
         """Start a background task owned by the gateway."""

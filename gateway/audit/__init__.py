@@ -6,11 +6,39 @@ raises `AuditError` (``Server.ClientProxy.LoggingFailed``). Each record's canoni
 an RFC 9162 leaf (`leaf_hash`); a `Checkpointer` signs the tree head as a C2SP checkpoint
 every few seconds and every N records; `verify_log` recomputes everything and names the
 first bad record.
+
+With ``audit.tsa`` configured, the checkpointer has each new checkpoint timestamped by a
+`TsaClient` (RFC 3161; `verify_timestamp` and `timestamp_checker` check tokens offline).
+Bodies under policy ``encrypted`` are sealed by a `BodyKeyring` (AES-256-GCM envelopes,
+rotatable keys) through `BodyStorage`. `collect_evidence` builds an exchange's evidence
+bundle (`build_evidence`), which `verify_evidence` checks offline.
 """
 
-from gateway.audit.bodies import BodyFields, body_digest, body_fields
+from gateway.audit.bodies import (
+    BodyFields,
+    BodyStorage,
+    body_digest,
+    body_fields,
+    services_needing_body_keys,
+)
+from gateway.audit.body_crypto import (
+    BodyBinding,
+    BodyBindingMismatch,
+    BodyCryptoError,
+    BodyKeyError,
+    BodyKeyring,
+    InvalidEnvelope,
+    SealedBody,
+    UnknownBodyKey,
+    write_body_key,
+)
 from gateway.audit.checkpoint import Checkpoint, VerifierKey, sign_checkpoint, verify_checkpoint
-from gateway.audit.checkpointer import Checkpointer, load_log_key
+from gateway.audit.checkpointer import (
+    Checkpointer,
+    Timestamper,
+    TimestampOutcome,
+    load_log_key,
+)
 from gateway.audit.errors import (
     AuditError,
     InvalidAuditQuery,
@@ -19,6 +47,14 @@ from gateway.audit.errors import (
     InvalidProof,
     RecordsArchived,
 )
+from gateway.audit.evidence import EvidenceError, InvalidEvidence, build_evidence
+from gateway.audit.evidence_export import (
+    EvidenceNotFound,
+    EvidenceNotReady,
+    EvidenceSigner,
+    collect_evidence,
+)
+from gateway.audit.evidence_verify import EvidenceReport, verify_evidence
 from gateway.audit.merkle import (
     CompactRange,
     consistency_proof,
@@ -58,6 +94,14 @@ from gateway.audit.store import (
     RetentionStore,
     StoredCheckpoint,
 )
+from gateway.audit.tsa import TimestampRejected, TsaClient, TsaUnavailable
+from gateway.audit.tsa_verify import (
+    InvalidTimestamp,
+    TsaTrust,
+    VerifiedTimestamp,
+    timestamp_checker,
+    verify_timestamp,
+)
 from gateway.audit.verify import OpenBody, TimestampCheck, VerifyReport, verify_log
 from gateway.audit.verify_chain import (
     ChainReport,
@@ -76,7 +120,13 @@ __all__ = [
     "AuditRecordDraft",
     "AuditStats",
     "AuditStore",
+    "BodyBinding",
+    "BodyBindingMismatch",
+    "BodyCryptoError",
     "BodyFields",
+    "BodyKeyError",
+    "BodyKeyring",
+    "BodyStorage",
     "ChainReport",
     "Checkpoint",
     "CheckpointStore",
@@ -84,11 +134,19 @@ __all__ = [
     "CompactRange",
     "Dialect",
     "Direction",
+    "EvidenceError",
+    "EvidenceNotFound",
+    "EvidenceNotReady",
+    "EvidenceReport",
+    "EvidenceSigner",
     "ExchangeProtocol",
     "InvalidAuditQuery",
     "InvalidAuditRecord",
     "InvalidCheckpoint",
+    "InvalidEnvelope",
+    "InvalidEvidence",
     "InvalidProof",
+    "InvalidTimestamp",
     "LogSource",
     "OpenBody",
     "Outcome",
@@ -99,16 +157,27 @@ __all__ = [
     "RecordQuery",
     "RecordsArchived",
     "RetentionStore",
+    "SealedBody",
     "SqliteAuditStore",
     "SqliteSource",
     "StoredCheckpoint",
     "TimestampCheck",
+    "TimestampOutcome",
+    "TimestampRejected",
+    "Timestamper",
+    "TsaClient",
+    "TsaTrust",
+    "TsaUnavailable",
+    "UnknownBodyKey",
+    "VerifiedTimestamp",
     "VerifierKey",
     "VerifyReport",
     "audit_store",
     "body_digest",
     "body_fields",
+    "build_evidence",
     "check_canonical",
+    "collect_evidence",
     "consistency_proof",
     "format_records",
     "format_time",
@@ -119,13 +188,18 @@ __all__ = [
     "open_audit_store",
     "query_records_cli",
     "root_hash",
+    "services_needing_body_keys",
     "sign_checkpoint",
+    "timestamp_checker",
     "verify_archive",
     "verify_archive_cli",
     "verify_chain",
     "verify_checkpoint",
     "verify_consistency",
+    "verify_evidence",
     "verify_inclusion",
     "verify_log",
     "verify_log_cli",
+    "verify_timestamp",
+    "write_body_key",
 ]

@@ -1,18 +1,48 @@
-"""Body evidence in an audit record: size, SHA-512 digest and (policy ``plain``) the bytes.
+"""Body evidence in an audit record: size, SHA-512 digest and, under policies ``plain`` and
+``encrypted``, the stored body.
 
 A body is never part of a record's canonical JSON: the leaf commits to the digest, and a
-stored body sits beside the record, where it can be checked against that digest.
+stored body sits beside the record, where it can be checked against that digest (``plain``:
+the bytes; ``encrypted``: an AES-256-GCM envelope of `gateway.audit.body_crypto`).
+
+`BodyStorage` is what the pipeline uses: it seals ``encrypted`` bodies with the configured
+keyring (in a worker thread for large ones) and stores bodies only up to
+``audit.max_stored_body_bytes``. A larger body is recorded honestly as what was kept: its
+digest, with ``body_policy: digest``. A service asking for ``encrypted`` without body keys
+configured is refused before it can be called (`services_needing_body_keys`, checked at
+start and on every registry reload); should a draft still meet one, it fails with
+`AuditError` (``LoggingFailed``), as a body that cannot be sealed does: fail closed, never
+stored in clear, never forwarded unlogged.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
-from typing import TypedDict
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Final, TypedDict
 
+from gateway.audit.body_crypto import BodyCryptoError, BodyKeyring
+from gateway.audit.errors import AuditError
 from registry.models import AuditBody
 
-__all__ = ["BodyFields", "body_digest", "body_fields"]
+if TYPE_CHECKING:
+    from gateway.audit.records import Direction
+    from registry import ServiceEntry
+
+__all__ = [
+    "DEFAULT_MAX_STORED",
+    "BodyFields",
+    "BodyStorage",
+    "body_digest",
+    "body_fields",
+    "services_needing_body_keys",
+]
+
+DEFAULT_MAX_STORED: Final = 1024 * 1024
+_OFFLOAD: Final = 256 * 1024  # bodies larger than this are hashed in a worker thread
 
 
 def body_digest(data: bytes) -> str:
@@ -33,8 +63,8 @@ def body_fields(body: bytes, policy: AuditBody) -> BodyFields:
     """Size, digest and (under policy ``plain`` only) the body, for ``AuditRecordDraft(**...)``.
 
     ``none`` keeps the size only: a digest of a short body (a personal code) could be
-    guessed by brute force. ``digest`` keeps the SHA-512; ``encrypted`` keeps only the digest
-    too until the key configuration exists — storing less than asked, never more.
+    guessed by brute force. ``digest`` keeps the SHA-512. This function has no keys:
+    ``encrypted`` keeps the digest only here (`BodyStorage.fields` seals the body).
     """
     return BodyFields(
         size=len(body),
@@ -42,3 +72,72 @@ def body_fields(body: bytes, policy: AuditBody) -> BodyFields:
         body=body if policy == "plain" else None,
         body_policy=policy,
     )
+
+
+def services_needing_body_keys(services: Iterable[ServiceEntry]) -> list[str]:
+    """The identifiers of the services whose audit body policy is ``encrypted``, sorted."""
+    return sorted(str(entry.id) for entry in services if entry.audit_body == "encrypted")
+
+
+@dataclass(frozen=True, slots=True)
+class BodyStorage:
+    """How the pipeline keeps bodies: the keyring of ``encrypted`` (None when no
+    ``audit.body_keys`` are configured) and the largest body stored."""
+
+    keyring: BodyKeyring | None = None
+    max_stored_bytes: int = DEFAULT_MAX_STORED
+
+    async def fields(
+        self,
+        policy: AuditBody,
+        request_id: str,
+        direction: Direction,
+        *,
+        size: int,
+        sha512: bytes,
+        load: Callable[[], Awaitable[bytes]] | None,
+    ) -> BodyFields:
+        """The body fields of a record: ``sha512`` is the raw digest of the ``size`` bytes,
+        ``load`` reads them (called only when they are stored; None when they cannot be
+        read whole, e.g. a body refused as too large). Raises `AuditError` (whose code is
+        ``LoggingFailed``, whatever went wrong)."""
+        digest = base64.b64encode(sha512).decode("ascii")
+        if policy == "none":
+            return BodyFields(size=size, body_digest=None, body=None, body_policy="none")
+        if policy == "encrypted" and self.keyring is None:
+            raise AuditError(
+                "a service has body policy encrypted, but audit.body_keys is not configured"
+            )
+        if policy == "digest" or load is None or size > self.max_stored_bytes:
+            return BodyFields(size=size, body_digest=digest, body=None, body_policy="digest")
+        data = await load()
+        if len(data) != size:
+            raise AuditError(f"the body read back is {len(data)} bytes, not {size}")
+        if policy == "plain":
+            return BodyFields(size=size, body_digest=digest, body=data, body_policy="plain")
+        assert self.keyring is not None  # checked above
+        try:
+            sealed = await self.keyring.seal_async(data, request_id, direction)
+        except BodyCryptoError as exc:
+            raise AuditError(f"the body cannot be sealed for the audit log: {exc}") from exc
+        if sealed.binding.digest != sha512:
+            raise AuditError("the body read back does not match its digest")
+        return BodyFields(
+            size=size, body_digest=digest, body=sealed.envelope, body_policy="encrypted"
+        )
+
+    async def fields_of(
+        self, body: bytes, policy: AuditBody, request_id: str, direction: Direction
+    ) -> BodyFields:
+        """`fields` of a body held in memory (SOAP messages, error answers)."""
+        if len(body) > _OFFLOAD:
+            sha512 = await asyncio.to_thread(lambda: hashlib.sha512(body).digest())
+        else:
+            sha512 = hashlib.sha512(body).digest()
+
+        async def load() -> bytes:
+            return body
+
+        return await self.fields(
+            policy, request_id, direction, size=len(body), sha512=sha512, load=load
+        )

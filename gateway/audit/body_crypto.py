@@ -201,9 +201,13 @@ class SealedBody:
 
 
 class BodyKeyring:
-    """The body keys by id; ``current`` seals, every key opens."""
+    """The body keys by id; ``current`` seals, every key opens.
 
-    __slots__ = ("_ciphers", "current")
+    Picklable (the keys travel with it), so that ``obmin audit verify`` can open bodies in
+    its worker processes.
+    """
+
+    __slots__ = ("_ciphers", "_keys", "current")
 
     def __init__(self, keys: Mapping[str, bytes], current: str) -> None:
         for key_id, key in keys.items():
@@ -214,7 +218,11 @@ class BodyKeyring:
         if current not in keys:
             raise BodyKeyError(f"the current body key {current!r} is not among the keys")
         self.current = current
+        self._keys = dict(keys)
         self._ciphers = {key_id: AESGCM(key) for key_id, key in keys.items()}
+
+    def __reduce__(self) -> tuple[type[BodyKeyring], tuple[dict[str, bytes], str]]:
+        return (BodyKeyring, (self._keys, self.current))
 
     @classmethod
     def from_settings(

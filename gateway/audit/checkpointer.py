@@ -8,6 +8,16 @@ signature and root check out) instead of re-reading the log.
 Lifetime: `start` loads the state and starts one background task, kept by reference;
 `stop` cancels it and signs a final checkpoint covering everything appended. Hashing a
 large catch-up runs in a worker thread, never on the event loop.
+
+Timestamps (SPEC 8, batch timestamping): with a ``timestamper`` (an RFC 3161 `TsaClient`),
+every new checkpoint is timestamped by a second owned task, so one TSA call covers every
+record since the previous checkpoint. That task never holds the checkpoint lock and the
+log never waits for it: appends and checkpoints go on while a TSA call is slow or failing.
+A failure is logged and reported (``on_timestamp``, for the metrics); the newest
+checkpoint is then retried every ``timestamp_retry_seconds`` until it gets a token, and as
+soon as a newer checkpoint is signed, that one is timestamped instead: its token covers
+the records of the older one too (a checkpoint commits to the whole tree), which keeps no
+token of its own. After a restart, a newest checkpoint still without token is timestamped.
 """
 
 from __future__ import annotations
@@ -15,9 +25,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, Protocol
 
 import structlog
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -34,9 +45,10 @@ from gateway.audit.store import CheckpointStore, StoredCheckpoint
 from security import SecurityError, load_private_key
 
 if TYPE_CHECKING:
+    from gateway.audit.tsa_verify import VerifiedTimestamp
     from gateway.settings import AuditSettings
 
-__all__ = ["Checkpointer", "load_log_key"]
+__all__ = ["Checkpointer", "TimestampOutcome", "Timestamper", "load_log_key"]
 
 log = structlog.get_logger("obmin.audit")
 
@@ -45,6 +57,36 @@ _CHUNK: Final = 65_536  # leaf hashes read (and hashed in a thread) at a time
 
 def _utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+class Timestamper(Protocol):
+    """What timestamps a checkpoint: `gateway.audit.tsa.TsaClient`."""
+
+    @property
+    def url(self) -> str:
+        """Where the time-stamping authority is (for messages and ``/readyz``)."""
+        ...
+
+    async def timestamp(self, data: bytes) -> VerifiedTimestamp:
+        """A verified RFC 3161 token over SHA-256 of ``data``; raises `AuditError`."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class TimestampOutcome:
+    """One attempt to timestamp the checkpoint of ``tree_size``: ``code`` is ``ok`` or the
+    error's code (``TsaUnavailable``, ``TimestampRejected``, ``InvalidTimestamp``...)."""
+
+    tree_size: int
+    at: datetime
+    code: str
+    error: str | None = None
+    gen_time: datetime | None = None
+
+    @property
+    def ok(self) -> bool:
+        """Whether the checkpoint got its token (and the token is stored)."""
+        return self.code == "ok"
 
 
 def load_log_key(path: Path, passphrase: bytes | None = None) -> Ed25519PrivateKey:
@@ -65,7 +107,9 @@ class Checkpointer:
     A checkpoint is signed when ``every_records`` records have been committed since the
     last one, or ``interval_seconds`` after the last one if the log has grown since; never
     twice for the same size. ``key_name`` (the note signer's name) defaults to ``origin``.
-    ``clock`` gives the creation time kept beside each checkpoint.
+    ``clock`` gives the creation time kept beside each checkpoint. ``timestamper`` (when
+    a TSA is configured) timestamps each new checkpoint; ``on_timestamp`` hears of every
+    attempt (see the module docstring).
     """
 
     def __init__(
@@ -78,6 +122,9 @@ class Checkpointer:
         interval_seconds: float = 5.0,
         every_records: int = 1000,
         clock: Callable[[], datetime] = _utc_now,
+        timestamper: Timestamper | None = None,
+        on_timestamp: Callable[[TimestampOutcome], None] | None = None,
+        timestamp_retry_seconds: float | None = None,
     ) -> None:
         self._store = store
         self._key = key
@@ -94,6 +141,13 @@ class Checkpointer:
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
         self._inflight: asyncio.Task[Checkpoint | None] | None = None
+        self._timestamper = timestamper
+        self._on_timestamp = on_timestamp
+        self._retry = timestamp_retry_seconds or interval_seconds
+        self._unstamped: Checkpoint | None = None  # the newest checkpoint, while it has no token
+        self._stamp_wake = asyncio.Event()
+        self._stamp_task: asyncio.Task[None] | None = None
+        self.last_timestamp: TimestampOutcome | None = None
 
     @classmethod
     def from_settings(
@@ -102,6 +156,9 @@ class Checkpointer:
         settings: AuditSettings,
         log_key: Path,
         passphrase: bytes | None = None,
+        *,
+        timestamper: Timestamper | None = None,
+        on_timestamp: Callable[[TimestampOutcome], None] | None = None,
     ) -> Checkpointer:
         """A checkpointer configured by the ``audit`` settings and the log key file."""
         return cls(
@@ -110,7 +167,19 @@ class Checkpointer:
             origin=settings.origin,
             interval_seconds=settings.checkpoint_interval_seconds,
             every_records=settings.checkpoint_every_records,
+            timestamper=timestamper,
+            on_timestamp=on_timestamp,
         )
+
+    @property
+    def timestamper(self) -> Timestamper | None:
+        """What timestamps checkpoints, when a TSA is configured."""
+        return self._timestamper
+
+    @property
+    def unstamped(self) -> Checkpoint | None:
+        """The newest checkpoint while it still waits for its token (TSA configured)."""
+        return self._unstamped
 
     @property
     def verifier_key(self) -> VerifierKey:
@@ -132,6 +201,10 @@ class Checkpointer:
         self._store.add_commit_listener(self._on_commit)
         await self.checkpoint()
         self._task = asyncio.create_task(self._run(), name="obmin-audit-checkpointer")
+        if self._timestamper is not None:
+            self._stamp_task = asyncio.create_task(
+                self._stamp_loop(), name="obmin-audit-timestamps"
+            )
 
     async def stop(self) -> Checkpoint | None:
         """Stop the timer task and sign a final checkpoint; returns the latest checkpoint.
@@ -141,10 +214,11 @@ class Checkpointer:
         self._store.remove_commit_listener(self._on_commit)
         if self._compact is None:  # never started (or its start failed): nothing to flush
             return None
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            await asyncio.wait([task])  # a cancel of stop() itself still propagates
+        for task in (self._task, self._stamp_task):
+            if task is not None:
+                task.cancel()
+                await asyncio.wait([task])  # a cancel of stop() itself still propagates
+        self._task = self._stamp_task = None
         if self._inflight is not None:  # a checkpoint the timer started, shielded from cancel
             with contextlib.suppress(AuditError):
                 await self._inflight
@@ -152,6 +226,8 @@ class Checkpointer:
             await self.checkpoint()
         except AuditError as exc:
             log.exception("final audit checkpoint failed", reason=str(exc))
+        if self._unstamped is not None:  # one attempt (bounded by the TSA timeout)
+            await self._stamp(self._unstamped)
         return self._latest
 
     def _on_commit(self, records: int) -> None:
@@ -199,6 +275,8 @@ class Checkpointer:
             log.warning("stored tree state does not match its checkpoint; rebuilding the tree")
             return
         self._compact, self._latest = compact, checkpoint
+        if self._timestamper is not None and stored.timestamp_token is None:
+            self._unstamped = checkpoint  # after a restart: ours, still to be timestamped
 
     async def checkpoint(self) -> Checkpoint | None:
         """Sign and store a checkpoint now if the log grew since the last one.
@@ -236,4 +314,57 @@ class Checkpointer:
             self._compact, self._latest = compact, checkpoint
             self._stored_size = checkpoint.size
             log.debug("audit checkpoint", size=checkpoint.size, origin=self.origin)
+            if self._timestamper is not None:
+                self._unstamped = checkpoint  # supersedes an older one still without token
+                self._stamp_wake.set()
             return checkpoint
+
+    # --- timestamps ------------------------------------------------------------------------
+
+    async def _stamp_loop(self) -> None:
+        """Timestamp the newest checkpoint; after a failure, retry it every ``_retry``
+        seconds, or go on at once to a newer checkpoint."""
+        while True:
+            target = self._unstamped
+            if target is None:
+                await self._stamp_wake.wait()
+                self._stamp_wake.clear()
+                continue
+            if await self._stamp(target) or self._unstamped is not target:
+                continue
+            self._stamp_wake.clear()  # no await since the check: no wake-up is lost
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._retry):
+                    await self._stamp_wake.wait()
+
+    async def _stamp(self, target: Checkpoint) -> bool:
+        """One attempt to timestamp ``target`` and store the token; whether it worked.
+
+        Runs outside the checkpoint lock: the TSA call may take its whole timeout.
+        """
+        assert self._timestamper is not None
+        try:
+            verified = await self._timestamper.timestamp(target.note.encode("utf-8"))
+            await self._store.set_checkpoint_timestamp(target.size, verified.token)
+        except AuditError as exc:
+            outcome = TimestampOutcome(target.size, self._clock(), exc.code, str(exc))
+            log.warning(
+                "checkpoint timestamp failed; the log goes on, the timestamp is retried",
+                size=target.size, code=exc.code, reason=str(exc),
+            )  # fmt: skip
+            self._report(outcome)
+            return False
+        except Exception as exc:  # a bug must not end timestamping for good
+            log.exception("checkpoint timestamp failed unexpectedly", size=target.size)
+            self._report(TimestampOutcome(target.size, self._clock(), "InternalError", str(exc)))
+            return False
+        if self._unstamped is not None and self._unstamped.size == target.size:
+            self._unstamped = None
+        log.debug("audit checkpoint timestamped", size=target.size, tsa=self._timestamper.url)
+        self._report(TimestampOutcome(target.size, self._clock(), "ok", gen_time=verified.gen_time))
+        return True
+
+    def _report(self, outcome: TimestampOutcome) -> None:
+        self.last_timestamp = outcome
+        if self._on_timestamp is not None:
+            self._on_timestamp(outcome)

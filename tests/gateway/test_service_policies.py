@@ -1,14 +1,17 @@
 """Per-service data from the registry, through the real pipeline: a disabled service's notice
 reaches the client (SOAP faultstring, REST message), and the audit body policy (none, digest,
-plain) decides what the SQLite audit store keeps of each body."""
+encrypted, plain) decides what the SQLite audit store keeps of each body, up to
+``audit.max_stored_body_bytes``."""
 
 from __future__ import annotations
 
 import base64
 import copy
 import hashlib
+import io
 import json
 import sqlite3
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,9 +25,21 @@ from lxml import etree
 
 from adapters.client import XRoadSoapClient, build_soap_request
 from adapters.example_provider import create_provider_app
-from gateway.audit import AuditRecord, open_audit_store
+from gateway.audit import (
+    AuditError,
+    AuditRecord,
+    BodyBinding,
+    BodyKeyring,
+    BodyStorage,
+    open_audit_store,
+    write_body_key,
+)
+from gateway.errors import fault_for
+from gateway.reload import reload_registry
 from gateway.server import create_client_app
 from gateway.settings import Settings
+from gateway.state import GatewayState
+from registry import RegistryError
 from registry.identifiers import ClientId, ServiceId
 from security import IssuedCert, TrustStore, load_certificate, load_private_key
 from tests.gateway.conftest import CLIENT_MEMBER, PROVIDER, registry_for
@@ -34,6 +49,8 @@ from tests.support import ProviderBehaviour, provider_app
 NOTICE = "Replaced by getPerson v2 from 1 March; see the integration guide"
 LEGACY = f"{CLIENT_MEMBER}/LEGACY"
 REST_ANSWER = b'{"people": ["Olena Kovalenko"]}'
+POLICIES = ("none", "digest", "encrypted", "plain")
+MAX_STORED = 3 * 1024 * 1024  # above the spool's memory threshold: stored bodies come from disk
 
 
 @dataclass
@@ -41,6 +58,11 @@ class Gateway:
     client: TestClient[web.Request, web.Application]
     settings: Settings
     sdk: XRoadSoapClient
+
+    @property
+    def keyring(self) -> BodyKeyring:
+        assert self.settings.audit.body_keys is not None
+        return BodyKeyring.from_settings(self.settings.audit.body_keys)
 
     async def records(self, message_id: str) -> list[AuditRecord]:
         store = await open_audit_store(self.settings.audit)
@@ -75,12 +97,10 @@ async def gateway(
     def soap(**values: object) -> dict[str, Any]:
         return {**copy.deepcopy(template), **values}  # no shared dicts: YAML aliases refused
 
-    registry["services"] = [
-        soap(version=f"v-{policy}", audit_body=policy) for policy in ("none", "digest", "plain")
-    ]
+    registry["services"] = [soap(version=f"v-{policy}", audit_body=policy) for policy in POLICIES]
     registry["services"].append(soap(version="v0", disabled=True, disabled_notice=NOTICE))
     registry["services"].append(soap(version="v00", disabled=True))
-    for policy in ("none", "digest", "plain"):
+    for policy in POLICIES:
         registry["services"].append(
             {
                 "provider": PROVIDER,
@@ -103,10 +123,11 @@ async def gateway(
     registry["access"][0]["clients"].append(LEGACY)
     registry["access"].extend(
         {"provider": PROVIDER, "service": f"people-{suffix}", "clients": [LEGACY]}
-        for suffix in ("none", "digest", "plain", "old")
+        for suffix in (*POLICIES, "old")
     )
     (tmp_path / "registry").mkdir()
     (tmp_path / "registry" / "r.yaml").write_text(yaml.safe_dump(registry), encoding="utf-8")
+    write_body_key(tmp_path / "keys" / "b1.key")
     settings = Settings.model_validate(
         {
             "registry_dir": tmp_path / "registry",
@@ -114,7 +135,11 @@ async def gateway(
                 "signing_certificate": dev_pki / "gateway" / "sign.crt",
                 "signing_key": dev_pki / "gateway" / "sign.key",
             },
-            "audit": {"path": tmp_path / "audit.db"},
+            "audit": {
+                "path": tmp_path / "audit.db",
+                "body_keys": {"current": "b1", "keys": {"b1": tmp_path / "keys" / "b1.key"}},
+                "max_stored_body_bytes": MAX_STORED,
+            },
             "allow_unauthenticated_clients": True,
         }
     )
@@ -174,7 +199,15 @@ async def test_disabled_rest_service_notice_is_the_error_message(gateway: Gatewa
         assert read(await response.read()) == expected
 
 
-@pytest.mark.parametrize("policy", ["none", "digest", "plain"])
+def _stored(gateway: Gateway, record: AuditRecord, stored: bytes | None) -> bytes | None:
+    """What the stored body says in clear: itself, or the envelope opened for ``record``."""
+    if record.body_policy != "encrypted" or stored is None:
+        return stored
+    assert stored.startswith(b"OBE\x01")  # an envelope, never the body itself
+    return gateway.keyring.open(stored, BodyBinding.of(record))
+
+
+@pytest.mark.parametrize("policy", POLICIES)
 async def test_soap_audit_body_policy_decides_what_is_stored(gateway: Gateway, policy: str) -> None:
     client = ClientId.parse(f"{CLIENT_MEMBER}/CLIENT")
     envelope = build_soap_request(
@@ -192,20 +225,22 @@ async def test_soap_audit_body_policy_decides_what_is_stored(gateway: Gateway, p
             assert record.body_digest is None
         else:
             assert record.body_digest == _digest(data)
-        assert record.body == (data if policy == "plain" else None)
-    expected = [sent, answer.raw] if policy == "plain" else [None, None]
-    assert gateway.stored_bodies(request.request_id) == expected
+        if policy in ("plain", "encrypted"):
+            assert record.body is not None and _stored(gateway, record, record.body) == data
+        else:
+            assert record.body is None
+    stored = gateway.stored_bodies(request.request_id)
+    if policy in ("plain", "encrypted"):
+        opened = [_stored(gateway, r, b) for r, b in zip((request, response), stored, strict=True)]
+        assert opened == [sent, answer.raw]
+        if policy == "encrypted":
+            assert all(sent not in body and b"Kovalenko" not in body for body in stored if body)
+    else:
+        assert stored == [None, None]
 
 
-@pytest.mark.parametrize(
-    ("policy", "recorded"),
-    # REST bodies may be of any size: `plain` keeps the digest only, until stored REST bodies
-    # exist (gateway/rest_exchange.py) -- storing less than asked, never more.
-    [("none", "none"), ("digest", "digest"), ("plain", "digest")],
-)
-async def test_rest_audit_body_policy_decides_what_is_stored(
-    gateway: Gateway, policy: str, recorded: str
-) -> None:
+@pytest.mark.parametrize("policy", POLICIES)
+async def test_rest_audit_body_policy_decides_what_is_stored(gateway: Gateway, policy: str) -> None:
     sent = b'{"query": "Kovalenko"}'
     response = await gateway.client.post(
         f"/r1/{PROVIDER}/people-{policy}/search",
@@ -220,9 +255,96 @@ async def test_rest_audit_body_policy_decides_what_is_stored(
     assert await response.read() == REST_ANSWER
 
     request, answer = await gateway.records(f"rest-body-{policy}")
-    for record, data in ((request, sent), (answer, REST_ANSWER)):
-        assert record.body_policy == recorded
+    stored = gateway.stored_bodies(request.request_id)
+    for record, data, raw in ((request, sent, stored[0]), (answer, REST_ANSWER, stored[1])):
+        assert record.body_policy == policy
         assert record.size == len(data)
-        assert record.body_digest == (None if recorded == "none" else _digest(data))
-        assert record.body is None
-    assert gateway.stored_bodies(request.request_id) == [None, None]
+        assert record.body_digest == (None if policy == "none" else _digest(data))
+        if policy in ("plain", "encrypted"):
+            assert _stored(gateway, record, record.body) == data
+            assert _stored(gateway, record, raw) == data
+        else:
+            assert record.body is None and raw is None
+    if policy == "encrypted":
+        assert all(b"Kovalenko" not in raw for raw in stored if raw)
+
+
+@pytest.mark.parametrize("policy", ["plain", "encrypted"])
+async def test_rest_bodies_are_stored_up_to_the_configured_size(
+    gateway: Gateway, policy: str
+) -> None:
+    """A spooled body (on disk) up to ``audit.max_stored_body_bytes`` is stored; a larger one
+    keeps its digest only, and its record says so (``body_policy: digest``)."""
+    for name, size in (("fits", MAX_STORED), ("over", MAX_STORED + 1)):
+        sent = bytes(range(256)) * (size // 256) + b"x" * (size % 256)
+        response = await gateway.client.put(
+            f"/r1/{PROVIDER}/people-{policy}/upload",
+            data=io.BytesIO(sent),
+            headers={
+                "X-Road-Client": LEGACY,
+                "X-Road-Id": f"big-{policy}-{name}",
+                "Content-Type": "application/octet-stream",
+            },
+        )
+        assert response.status == 200, await response.text()
+        request, answer = await gateway.records(f"big-{policy}-{name}")
+        assert request.size == size and request.body_digest == _digest(sent)
+        if name == "fits":
+            assert request.body_policy == policy
+            assert _stored(gateway, request, request.body) == sent
+        else:
+            assert request.body_policy == "digest" and request.body is None
+            assert gateway.stored_bodies(request.request_id)[0] is None
+        assert answer.body_policy == policy  # the small answer is stored all the same
+
+
+async def test_encrypted_without_body_keys_is_refused_at_start_and_on_reload(
+    dev_pki: Path, tmp_path: Path, aiohttp_client: Callable[..., Any]
+) -> None:
+    """Fail closed, and say so before any exchange: a registry with a service under
+    ``encrypted`` and no ``audit.body_keys`` stops the gateway from starting, and a reload
+    to such a registry is refused (the one in force stays), naming the service."""
+    registry = registry_for(dev_pki / "ca" / "ca.crt", "http://127.0.0.1:9")
+    directory = tmp_path / "registry"
+    directory.mkdir()
+    file = directory / "r.yaml"
+    secret = {**copy.deepcopy(registry["services"][0]), "version": "v9", "audit_body": "encrypted"}
+    file.write_text(yaml.safe_dump({**registry, "services": [*registry["services"], secret]}))
+    settings = Settings.model_validate(
+        {
+            "registry_dir": directory,
+            "keys": {
+                "signing_certificate": dev_pki / "gateway" / "sign.crt",
+                "signing_key": dev_pki / "gateway" / "sign.key",
+            },
+            "audit": {"path": tmp_path / "audit.db"},
+        }
+    )
+    runner = web.AppRunner(create_client_app(settings))
+    try:
+        with pytest.raises(RegistryError, match=rf"audit\.body_keys.*{PROVIDER}/getPerson/v9"):
+            await runner.setup()  # the app's start: what `obmin serve` does first
+    finally:
+        await runner.cleanup()
+
+    file.write_text(yaml.safe_dump(registry))  # without it, the gateway starts
+    state = GatewayState(settings)
+    await aiohttp_client(create_client_app(settings, state))
+    assert state.env is not None
+    in_force = state.env.registry
+    file.write_text(yaml.safe_dump({**registry, "services": [*registry["services"], secret]}))
+    outcome = await reload_registry(state, "admin")
+    assert not outcome.ok
+    assert outcome.error is not None and f"{PROVIDER}/getPerson/v9" in outcome.error
+    assert state.env.registry is in_force
+
+
+async def test_a_draft_under_encrypted_without_keys_fails_closed() -> None:
+    """Should an exchange still meet ``encrypted`` without a keyring, its record fails with
+    LoggingFailed rather than keep the body in clear or drop it silently."""
+    storage = BodyStorage(keyring=None)
+    with pytest.raises(AuditError, match=r"audit\.body_keys is not configured") as caught:
+        await storage.fields_of(b"<secret/>", "encrypted", str(uuid.uuid4()), "request")
+    assert fault_for(caught.value).code == "LoggingFailed"
+    plain = await storage.fields_of(b"<open/>", "plain", str(uuid.uuid4()), "request")
+    assert plain["body"] == b"<open/>"
