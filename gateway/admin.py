@@ -1,7 +1,8 @@
 """The admin port: health, readiness, metrics, the gateway certificate, registry reload.
 
-Operations that change anything (``POST /admin/v1/registry/reload``) need a bearer token
-with the ``admin`` role; tokens are configured only as SHA-256 digests (`AdminToken`).
+Operations that change anything (``POST /admin/v1/registry/reload``) need a caller with
+the ``admin`` role: a bearer token (configured only as its SHA-256 digest, `AdminToken`) or,
+on the HTTPS admin port, a configured client certificate (`authenticate_admin`).
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 from aiohttp import web
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from gateway.admin_auth import authenticate_token, json_response
+from gateway.admin_auth import authenticate_admin, json_response
 from gateway.audit_api import OPENAPI, add_audit_routes
 from gateway.audit_evidence_api import add_evidence_routes
 from gateway.reload import reload_registry
@@ -45,11 +46,38 @@ async def _readyz(request: web.Request) -> web.Response:
             },
         },
         "audit_store": {"writable": writable},
+        "audit_timestamps": _timestamps(state),
         "keys": {
             "gateway_certificate_not_after": env.signer.certificate.not_valid_after_utc.isoformat()
         },
     }
     return json_response({"ready": writable, "details": details}, status=200 if writable else 503)
+
+
+def _timestamps(state: GatewayState) -> dict[str, object] | None:
+    """The TSA and the last checkpoint timestamp attempt (None when no TSA is configured).
+
+    Informative only: a failing TSA never makes the gateway unready (the log goes on and
+    the timestamp is retried, see `Checkpointer`)."""
+    checkpointer = state.checkpointer
+    if checkpointer is None or checkpointer.timestamper is None:
+        return None
+    last = checkpointer.last_timestamp
+    waiting = checkpointer.unstamped
+    return {
+        "tsa": checkpointer.timestamper.url,
+        "waiting_tree_size": None if waiting is None else waiting.size,
+        "last": None
+        if last is None
+        else {
+            "ok": last.ok,
+            "outcome": last.code,
+            "tree_size": last.tree_size,
+            "at": last.at.isoformat(),
+            "gen_time": None if last.gen_time is None else last.gen_time.isoformat(),
+            "error": last.error,
+        },
+    }
 
 
 async def _metrics(request: web.Request) -> web.Response:
@@ -66,9 +94,9 @@ async def _gateway_certificate(request: web.Request) -> web.Response:
 
 
 async def _reload(request: web.Request) -> web.Response:
-    token = authenticate_token(request, "admin")
-    if isinstance(token, web.Response):
-        return token
+    principal = authenticate_admin(request, "admin")
+    if isinstance(principal, web.Response):
+        return principal
     outcome = await reload_registry(request.app[STATE], "admin")
     body = {"ok": outcome.ok, "digest": outcome.digest, "error": outcome.error}
     return json_response(body, status=200 if outcome.ok else 422)

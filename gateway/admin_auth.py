@@ -13,6 +13,7 @@ import orjson
 from aiohttp import web
 
 from gateway.admin_tls import match_admin_certificate
+from gateway.audit.records import member_of
 from gateway.settings import AdminToken
 from gateway.state import STATE
 from gateway.tls import peer_certificate
@@ -93,15 +94,16 @@ def authenticate_admin(request: web.Request, role: str) -> AdminPrincipal | web.
 
 def principal_scope(principal: AdminPrincipal) -> Callable[[AuditRecord], bool]:
     """Whether a record is visible to ``principal``: its client or service belongs to a
-    member in scope (every record when the scope is empty)."""
+    member in scope (every record when the scope is empty).
+
+    The same rule as the stores' ``members`` filter (`RecordQuery.members`), which matches
+    the member columns `member_of` fills: the auditor API passes ``principal.members`` to
+    the store; this predicate is for records already read (evidence)."""
     if not principal.members:
         return lambda record: True
-    members = set(principal.members)
+    members = frozenset(principal.members)
 
     def visible(record: AuditRecord) -> bool:
-        for identifier in (record.client, record.service):
-            if identifier and "/".join(identifier.split("/")[:3]) in members:
-                return True
-        return False
+        return member_of(record.client) in members or member_of(record.service) in members
 
     return visible

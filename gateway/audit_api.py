@@ -1,10 +1,12 @@
 """The auditor API on the admin port (SPEC 8): records, proofs, the latest checkpoint.
 
-Auditors authenticate with a bearer token that has the ``auditor`` role. A token scoped to
-members (``members:`` in its configuration) sees only records whose client or service
-belongs to one of those members: the scope is a filter of the store's query, like the
-auditor's own filters, so a page is never short because of it, and other records do not
-exist for that auditor (a record asked for by number answers 404, as an unknown one does).
+Auditors authenticate with the ``auditor`` role by TLS client certificate
+(``admin_certificates``, on the HTTPS admin port) or bearer token (`authenticate_admin`).
+An auditor scoped to members (``members:`` in its configuration) sees only records whose
+client or service belongs to one of those members: the scope is a filter of the store's
+query, like the auditor's own filters, so a page is never short because of it, and other
+records do not exist for that auditor (a record asked for by number answers 404, as an
+unknown one does).
 
 Every filter is answered by the store's indexes (`RecordQuery`); query parameters are parsed
 by `parse_records_query`, a pure function that turns anything malformed into
@@ -24,7 +26,7 @@ import structlog
 from aiohttp import web
 from multidict import MultiMapping
 
-from gateway.admin_auth import authenticate_token, json_response
+from gateway.admin_auth import AdminPrincipal, authenticate_admin, json_response
 from gateway.audit import (
     AuditError,
     AuditRecord,
@@ -36,7 +38,6 @@ from gateway.audit import (
     leaf_hash,
 )
 from gateway.audit.query import MAX_SEQ, parse_status
-from gateway.settings import AdminToken
 from gateway.state import STATE
 
 __all__ = ["PAGE_MAX", "add_audit_routes", "parse_records_query"]
@@ -133,21 +134,21 @@ def parse_records_query(
     return selection
 
 
-_Handler = Callable[[web.Request, AdminToken, AuditStore], Awaitable[web.Response]]
+_Handler = Callable[[web.Request, AdminPrincipal, AuditStore], Awaitable[web.Response]]
 
 
 def _auditor(handler: _Handler) -> Callable[[web.Request], Awaitable[web.Response]]:
     """Authenticate, find the store, and map audit errors to statuses (never a 500)."""
 
     async def handle(request: web.Request) -> web.Response:
-        token = authenticate_token(request, "auditor")
-        if isinstance(token, web.Response):
-            return token
+        principal = authenticate_admin(request, "auditor")
+        if isinstance(principal, web.Response):
+            return principal
         env = request.app[STATE].env
         if env is None:
             raise web.HTTPServiceUnavailable()
         try:
-            return await handler(request, token, env.audit)
+            return await handler(request, principal, env.audit)
         except InvalidAuditQuery as exc:
             return _error(400, str(exc))
         except RecordsArchived as exc:
@@ -159,8 +160,10 @@ def _auditor(handler: _Handler) -> Callable[[web.Request], Awaitable[web.Respons
     return handle
 
 
-async def _records(request: web.Request, token: AdminToken, store: AuditStore) -> web.Response:
-    selection = parse_records_query(request.query, token.members)
+async def _records(
+    request: web.Request, principal: AdminPrincipal, store: AuditStore
+) -> web.Response:
+    selection = parse_records_query(request.query, principal.members)
     found = await store.query(**_filters(selection))
     page = found[: selection.limit - 1]
     more = len(found) == selection.limit
@@ -173,10 +176,12 @@ def _filters(selection: RecordQuery) -> dict[str, Any]:
     return {name: getattr(selection, name) for name in RecordQuery.__dataclass_fields__}
 
 
-async def _record(request: web.Request, token: AdminToken, store: AuditStore) -> web.Response:
+async def _record(
+    request: web.Request, principal: AdminPrincipal, store: AuditStore
+) -> web.Response:
     text = request.match_info["seq"]
     seq = _integer(text, "the sequence number", 0, MAX_SEQ)
-    batch = await store.query(after_seq=seq - 1, limit=1, members=token.members or None)
+    batch = await store.query(after_seq=seq - 1, limit=1, members=principal.members or None)
     if not batch or batch[0].seq != seq:
         return _error(404, f"no record {seq}")
     record = batch[0]
@@ -193,7 +198,9 @@ async def _record(request: web.Request, token: AdminToken, store: AuditStore) ->
     return json_response(body)
 
 
-async def _checkpoint(request: web.Request, token: AdminToken, store: AuditStore) -> web.Response:
+async def _checkpoint(
+    request: web.Request, principal: AdminPrincipal, store: AuditStore
+) -> web.Response:
     latest = await store.latest_checkpoint()
     if latest is None:
         return _error(404, "no checkpoint has been signed yet")
@@ -209,7 +216,9 @@ async def _checkpoint(request: web.Request, token: AdminToken, store: AuditStore
     )
 
 
-async def _consistency(request: web.Request, token: AdminToken, store: AuditStore) -> web.Response:
+async def _consistency(
+    request: web.Request, principal: AdminPrincipal, store: AuditStore
+) -> web.Response:
     unknown = set(request.query) - {"from", "to"}
     if unknown or "from" not in request.query or "to" not in request.query:
         return _error(400, "give exactly from and to (tree sizes)")
@@ -245,11 +254,16 @@ def _param(name: str, kind: str = "string", description: str = "") -> dict[str, 
     }
 
 
-_AUTH: list[dict[str, list[str]]] = [{"bearer": []}]
+_AUTH: list[dict[str, list[str]]] = [{"bearer": []}, {"clientCertificate": []}]
 OPENAPI: dict[str, Any] = {
     "openapi": "3.1.0",
     "info": {"title": "obmin auditor API", "version": "1"},
-    "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
+    "components": {
+        "securitySchemes": {
+            "bearer": {"type": "http", "scheme": "bearer"},
+            "clientCertificate": {"type": "mutualTLS"},
+        }
+    },
     "paths": {
         "/audit/v1/records": {
             "get": {

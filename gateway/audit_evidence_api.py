@@ -5,7 +5,8 @@ authenticate by client certificate or bearer token (`authenticate_admin`) and se
 exchanges of members in their scope: another member's exchange answers 404, as an unknown
 one does. Encrypted bodies are decrypted for the bundle when body keys are configured (an
 auditor with access to the exchange may read its bodies). An exchange not yet covered by a
-checkpoint answers 409 with ``Retry-After``.
+checkpoint answers 409 with ``Retry-After``; one that retention moved to an archive answers
+410 naming the archive, as a proof that needs archived records does.
 """
 
 from __future__ import annotations
@@ -23,8 +24,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from gateway.admin_auth import authenticate_admin, json_response, principal_scope
-from gateway.audit import AuditError, VerifierKey, load_log_key
-from gateway.audit.body_crypto import BodyKeyring
+from gateway.audit import AuditError, RecordsArchived, VerifierKey, load_log_key
+from gateway.audit.archive_lookup import ArchiveDirectory
 from gateway.audit.evidence import EvidenceError
 from gateway.audit.evidence_export import (
     EvidenceNotFound,
@@ -32,8 +33,8 @@ from gateway.audit.evidence_export import (
     EvidenceSigner,
     collect_evidence,
 )
+from gateway.settings import SettingsError
 from gateway.state import STATE, GatewayState
-from security.pki_keys import pki_passphrase
 
 __all__ = ["EVIDENCE_OPENAPI", "add_evidence_routes"]
 
@@ -42,33 +43,34 @@ _UUID: Final = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9
 
 @dataclass(slots=True)
 class _Keys:
-    """The log vkey and body keyring, loaded once (key files may be passphrase-encrypted,
-    which is slow: never on the event loop)."""
+    """The log vkey, loaded once (the key file may be passphrase-encrypted, which is slow:
+    never on the event loop). Body keys are the gateway's own keyring (``env.bodies``)."""
 
     log_key: VerifierKey | None = None
-    keyring: BodyKeyring | None = None
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
 _KEYS = web.AppKey("evidence_keys", _Keys)
 
 
-def _load(state: GatewayState) -> tuple[VerifierKey, BodyKeyring | None]:
+def _load(state: GatewayState) -> VerifierKey:
     settings = state.settings
     if settings.keys.log_key is None:
         raise EvidenceError("keys.log_key is not configured: the log has no checkpoints")
-    key = load_log_key(settings.keys.log_key, pki_passphrase(os.environ))
-    bodies = settings.audit.body_keys
-    keyring = BodyKeyring.from_settings(bodies) if bodies is not None else None
-    return VerifierKey(settings.audit.origin, key.public_key()), keyring
+    try:
+        passphrase = settings.keys.passphrase(os.environ)
+    except SettingsError as exc:
+        raise EvidenceError(str(exc)) from exc
+    key = load_log_key(settings.keys.log_key, passphrase)
+    return VerifierKey(settings.audit.origin, key.public_key())
 
 
-async def _keys(request: web.Request) -> _Keys:
+async def _log_key(request: web.Request) -> VerifierKey:
     keys = request.app[_KEYS]
     async with keys.lock:
         if keys.log_key is None:
-            keys.log_key, keys.keyring = await asyncio.to_thread(_load, request.app[STATE])
-    return keys
+            keys.log_key = await asyncio.to_thread(_load, request.app[STATE])
+    return keys.log_key
 
 
 def _known_certificates(state: GatewayState) -> dict[str, x509.Certificate]:
@@ -97,17 +99,18 @@ async def _evidence(request: web.Request) -> web.StreamResponse:
     env = state.env
     if env is None:
         raise web.HTTPServiceUnavailable()
+    audit = state.settings.audit
+    keyring = env.bodies.keyring
     try:
-        keys = await _keys(request)
-        assert keys.log_key is not None
-        signer = EvidenceSigner(env.signer.key, env.signer.certificate, keys.log_key)
+        signer = EvidenceSigner(env.signer.key, env.signer.certificate, await _log_key(request))
         bundle = await collect_evidence(
             env.audit,
             request_id,
             signer,
             visible=principal_scope(principal),
-            open_body=keys.keyring.open if keys.keyring is not None else None,
+            open_body=keyring.open if keyring is not None else None,
             signer_certificates=_known_certificates(state),
+            archives=ArchiveDirectory(audit.archive_dir, audit.origin),
         )
     except EvidenceNotFound:
         return _problem(404, "NotFound", f"no exchange {request_id}")
@@ -116,6 +119,8 @@ async def _evidence(request: web.Request) -> web.StreamResponse:
         interval = state.settings.audit.checkpoint_interval_seconds
         response.headers["Retry-After"] = str(max(1, math.ceil(interval)))
         return response
+    except RecordsArchived as exc:
+        return _problem(410, exc.code, str(exc))
     except AuditError as exc:
         return _problem(503, exc.code, str(exc))
     return web.Response(
@@ -136,6 +141,7 @@ EVIDENCE_OPENAPI: Final[dict[str, Any]] = {
             "200": {"description": "application/zip: see docs/auditor-guide.md"},
             "404": {"description": "unknown or out of scope"},
             "409": {"description": "not yet covered by a checkpoint (Retry-After)"},
+            "410": {"description": "archived by retention (the archive is named)"},
         },
     }
 }

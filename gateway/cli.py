@@ -301,6 +301,7 @@ def _cmd_audit_verify(args: argparse.Namespace) -> int:
         workers=args.workers,
         passphrase=settings.keys.passphrase(os.environ),
         archives=args.archives,
+        tsa_ca=args.tsa_ca,
     )
     print(output)
     return code
@@ -315,7 +316,7 @@ def _cmd_audit_verify_archive(args: argparse.Namespace) -> int:
         settings.keys.passphrase(os.environ) if settings is not None else pki_passphrase(os.environ)
     )
     code, output = verify_archive_cli(
-        args.files, vkey=args.vkey, settings=settings, passphrase=passphrase
+        args.files, vkey=args.vkey, settings=settings, passphrase=passphrase, tsa_ca=args.tsa_ca
     )
     print(output)
     return code
@@ -518,6 +519,11 @@ def _parser() -> argparse.ArgumentParser:
         "--archives", type=Path, help="directory of archive files to verify with the live log"
     )
     verify.add_argument("--workers", type=int, help="worker processes (default: one per CPU)")
+    verify.add_argument(
+        "--tsa-ca",
+        type=Path,
+        help="check timestamp tokens against this TSA CA (PEM); default: audit.tsa.ca_certificate",
+    )
     verify.set_defaults(func=_cmd_audit_verify)
     verify_archive = audit.add_parser(
         "verify-archive", help="verify archive files alone, offline, with the log's public key"
@@ -525,7 +531,13 @@ def _parser() -> argparse.ArgumentParser:
     verify_archive.add_argument("files", type=Path, nargs="+")
     verify_archive.add_argument("--vkey", help="the log's verifier key (name+id+key)")
     verify_archive.add_argument(
-        "-c", "--config", type=Path, help="settings whose keys.log_key to use instead"
+        "-c",
+        "--config",
+        type=Path,
+        help="settings whose keys.log_key (and audit.tsa, audit.body_keys) to use",
+    )
+    verify_archive.add_argument(
+        "--tsa-ca", type=Path, help="check timestamp tokens against this TSA CA (PEM)"
     )
     verify_archive.set_defaults(func=_cmd_audit_verify_archive)
     archive = audit.add_parser(

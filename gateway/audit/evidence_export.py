@@ -1,9 +1,12 @@
 """Exporting an exchange's evidence from a store, and the ``obmin audit`` commands for it.
 
-`collect_evidence` reads one exchange's records, the latest checkpoint and the inclusion
-proofs from an `AuditStore` and hands them to `build_evidence`; the auditor API's
-``GET /audit/v1/evidence/{request id}`` and ``obmin audit export`` both use it.
-``obmin audit verify-evidence`` is `verify_evidence_cli`.
+`collect_evidence` reads one exchange's records, the checkpoint that covers them and the
+inclusion proofs from an `AuditStore` and hands them to `build_evidence`; the auditor API's
+``GET /audit/v1/evidence/{request id}`` and ``obmin audit export`` both use it. The
+checkpoint is the newest one covering both records that carries an RFC 3161 token (the
+newest of all when none does yet). An exchange that retention moved to an archive is
+answered with `RecordsArchived`, naming the archive. ``obmin audit verify-evidence`` is
+`verify_evidence_cli`.
 """
 
 from __future__ import annotations
@@ -17,12 +20,13 @@ from typing import TYPE_CHECKING, ClassVar
 
 from cryptography import x509
 
+from gateway.audit.archive_lookup import ArchiveDirectory
 from gateway.audit.checkpoint import VerifierKey
-from gateway.audit.errors import AuditError, InvalidCheckpoint
+from gateway.audit.errors import AuditError, InvalidCheckpoint, RecordsArchived
 from gateway.audit.evidence import BodyForm, EvidenceError, EvidenceItem, build_evidence
 from gateway.audit.evidence_verify import verify_evidence
 from gateway.audit.records import AuditRecord
-from gateway.audit.store import AuditStore
+from gateway.audit.store import AuditStore, StoredCheckpoint
 from gateway.audit.tsa_verify import TsaTrust
 from security.pki_keys import SigningKey
 
@@ -69,21 +73,33 @@ async def collect_evidence(
     open_body: Callable[[bytes], bytes] | None = None,
     signer_certificates: Mapping[str, x509.Certificate] | None = None,
     now: datetime | None = None,
+    archives: ArchiveDirectory | None = None,
 ) -> bytes:
     """The evidence bundle of ``request_id`` from ``store``; raises `EvidenceNotFound`,
-    `EvidenceNotReady` or `AuditError`.
+    `EvidenceNotReady`, `RecordsArchived` or `AuditError`.
 
     Records ``visible`` rejects (an auditor's member scope) do not exist for this call.
     Bodies stored encrypted are decrypted with ``open_body`` when given (the auditor may
     read them), else exported as stored. ``signer_certificates`` maps thumbprints to the
     certificates the gateway knows (registry); a record's signer found there is included.
+    ``archives`` is where retention puts this log's archives: an exchange found there (in
+    whole or in part) raises `RecordsArchived` naming the file.
     """
     records = [r for r in await store.by_request_id(request_id) if visible(r)]
+    if not any(record.direction == "request" for record in records) and archives is not None:
+        found = await asyncio.to_thread(archives.find, request_id)
+        if found is not None and any(visible(r) for r in found.records):
+            seqs = sorted(r.seq for r in found.records)
+            raise RecordsArchived(
+                f"the records of request {request_id} (seq {', '.join(map(str, seqs))}) were"
+                f" archived by retention to {found.path.name}; the live log cannot prove them"
+                " (verify the archive with obmin audit verify-archive)"
+            )
     if not records:
         raise EvidenceNotFound(f"no audit record of request {request_id}")
-    stored = await store.latest_checkpoint()
     last = max(record.seq for record in records)
-    if stored is None or stored.checkpoint.size <= last:
+    stored = await _covering_checkpoint(store, last)
+    if stored is None:
         raise EvidenceNotReady(
             f"the records of request {request_id} are not yet covered by a signed checkpoint;"
             " try again after the next checkpoint"
@@ -97,8 +113,6 @@ async def collect_evidence(
     known = signer_certificates or {}
     thumbprints = {r.signer_thumbprint for r in records if r.signer_thumbprint is not None}
     certificates = [known[t] for t in sorted(thumbprints) if t in known]
-    # StoredCheckpoint.timestamp_token arrives with the store rework (store-interface.md).
-    token: bytes | None = getattr(stored, "timestamp_token", None)
     return await asyncio.to_thread(
         build_evidence,
         request_id=request_id,
@@ -107,10 +121,22 @@ async def collect_evidence(
         log_key=signer.log_key,
         gateway_certificate=signer.certificate,
         signing_key=signer.key,
-        timestamp_token=token,
+        timestamp_token=stored.timestamp_token,
         signer_certificates=certificates,
         created=now or datetime.now(UTC),
     )
+
+
+async def _covering_checkpoint(store: AuditStore, last: int) -> StoredCheckpoint | None:
+    """The checkpoint to prove records up to ``last`` against: the newest timestamped one
+    covering them, else the newest of all (None when none covers them yet)."""
+    stamped = await store.latest_timestamped_checkpoint(last + 1)
+    if stamped is not None:
+        return stamped
+    latest = await store.latest_checkpoint()
+    if latest is None or latest.checkpoint.size <= last:
+        return None
+    return latest
 
 
 async def _body(
@@ -180,7 +206,11 @@ async def export_evidence_cli(
     store = await open_audit_store(settings.audit, read_only=True)
     try:
         bundle = await collect_evidence(
-            store, request_id, signer, open_body=keyring.open if keyring else None
+            store,
+            request_id,
+            signer,
+            open_body=keyring.open if keyring else None,
+            archives=ArchiveDirectory(settings.audit.archive_dir, settings.audit.origin),
         )
     finally:
         await store.close()

@@ -420,6 +420,17 @@ class PostgresAuditStore:
         )
         return stored_checkpoint(tuple(rows[0])) if rows else None
 
+    async def latest_timestamped_checkpoint(self, min_size: int = 0) -> StoredCheckpoint | None:
+        """The timestamped checkpoint of the largest tree size ``min_size`` or more, if any."""
+        rows = await self._fetch(
+            f"SELECT {_CHECKPOINT_COLUMNS} FROM {self._tables.checkpoints}"  # noqa: S608 (validated identifier)
+            " WHERE log_id = $1 AND tree_size >= $2 AND timestamp_token IS NOT NULL"
+            " ORDER BY tree_size DESC LIMIT 1",
+            self._log_id,
+            min_size,
+        )
+        return stored_checkpoint(tuple(rows[0])) if rows else None
+
     async def checkpoints(self, *, from_size: int = 0, limit: int = 100) -> list[StoredCheckpoint]:
         """Stored checkpoints of tree size ``from_size`` or more, smallest first."""
         rows = await self._fetch(

@@ -480,12 +480,16 @@ class SqliteLog:
         )
         return [stored_checkpoint(row) for row in rows]
 
-    def latest_checkpoint(self) -> StoredCheckpoint | None:
-        """The stored checkpoint of the largest tree size, if any."""
+    def latest_checkpoint(
+        self, min_size: int = 0, *, timestamped: bool = False
+    ) -> StoredCheckpoint | None:
+        """The stored checkpoint of the largest tree size (at least ``min_size``; with
+        ``timestamped``, among those with a timestamp token), if any."""
+        token = " AND timestamp_token IS NOT NULL" if timestamped else ""
         rows = self._read(
             f"SELECT {_CHECKPOINT_COLUMNS} FROM checkpoints"  # noqa: S608 (fixed column names)
-            " ORDER BY tree_size DESC LIMIT 1",
-            [],
+            f" WHERE tree_size >= ?{token} ORDER BY tree_size DESC LIMIT 1",
+            [min_size],
         )
         return stored_checkpoint(rows[0]) if rows else None
 

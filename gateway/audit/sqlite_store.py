@@ -185,6 +185,10 @@ class SqliteAuditStore:
         """Stored checkpoints of tree size ``from_size`` or more, smallest first."""
         return await self._read(lambda: self._reader.checkpoints(from_size, limit))
 
+    async def latest_timestamped_checkpoint(self, min_size: int = 0) -> StoredCheckpoint | None:
+        """The timestamped checkpoint of the largest tree size ``min_size`` or more, if any."""
+        return await self._read(lambda: self._reader.latest_checkpoint(min_size, timestamped=True))
+
     async def inclusion_proof(self, index: int, tree_size: int) -> list[bytes]:
         """RFC 9162 inclusion proof of record ``index`` in the tree of ``tree_size`` records.
 

@@ -102,6 +102,11 @@ class CheckpointStore(Protocol):
         """Stored checkpoints of tree size ``from_size`` or more, smallest first."""
         ...
 
+    async def latest_timestamped_checkpoint(self, min_size: int = 0) -> StoredCheckpoint | None:
+        """The checkpoint of the largest tree size (``min_size`` or more) that carries a
+        timestamp token, if any (evidence prefers it to a newer one still without)."""
+        ...
+
     async def tree_base(self) -> CompactRange:
         """The tree state below the log's first stored record: after retention archived
         records ``[0, B)``, the compact range at ``B``; an empty range before that."""

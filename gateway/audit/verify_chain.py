@@ -16,9 +16,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from gateway.audit.archive_format import archives_in, is_archive_meta
+from gateway.audit.body_crypto import BodyKeyring
 from gateway.audit.checkpoint import VerifierKey
 from gateway.audit.checkpointer import load_log_key
 from gateway.audit.errors import AuditError
+from gateway.audit.tsa_verify import TsaTrust, timestamp_checker
 from gateway.audit.verify import OpenBody, TimestampCheck, VerifyReport, verify_log
 from gateway.audit.verify_sources import LogSource, PostgresSource, SqliteSource
 
@@ -27,6 +29,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ChainReport",
+    "EvidenceChecks",
+    "evidence_checks",
     "live_source",
     "verify_archive",
     "verify_archive_cli",
@@ -216,6 +220,41 @@ def _verifier_key(settings: Settings, vkey: str | None, passphrase: bytes | None
     return VerifierKey(settings.audit.origin, public)
 
 
+@dataclass(frozen=True, slots=True)
+class EvidenceChecks:
+    """The optional checks of a verification: timestamp tokens against a TSA CA, encrypted
+    bodies against their digests with the body keys; and what to tell the operator."""
+
+    timestamp_check: TimestampCheck | None = None
+    open_body: OpenBody | None = None
+    notes: tuple[str, ...] = ()
+
+
+def evidence_checks(settings: Settings | None, tsa_ca: Path | None = None) -> EvidenceChecks:
+    """Timestamps are checked against ``tsa_ca`` (``--tsa-ca``) or else the configured
+    ``audit.tsa.ca_certificate``; encrypted bodies are opened with ``audit.body_keys`` when
+    configured. Raises `AuditError` naming the flag or setting that cannot be used."""
+    audit = settings.audit if settings is not None else None
+    check: TimestampCheck | None = None
+    notes: list[str] = []
+    if tsa_ca is not None:
+        check = timestamp_checker(TsaTrust.from_file(tsa_ca, "--tsa-ca"))
+        notes.append(f"timestamps checked against the TSA CA {tsa_ca} (--tsa-ca)")
+    elif audit is not None and audit.tsa is not None:
+        check = timestamp_checker(TsaTrust.from_file(audit.tsa.ca_certificate))
+        notes.append(f"timestamps checked against the TSA CA {audit.tsa.ca_certificate}")
+    else:
+        notes.append("timestamps not checked: no TSA CA (--tsa-ca or audit.tsa.ca_certificate)")
+    keys = audit.body_keys if audit is not None else None
+    opener: OpenBody | None = None
+    if keys is not None:
+        opener = BodyKeyring.from_settings(keys).open
+        notes.append(f"encrypted bodies opened with body keys {', '.join(sorted(keys.keys))}")
+    else:
+        notes.append("encrypted bodies not checked: no audit.body_keys configured")
+    return EvidenceChecks(check, opener, tuple(notes))
+
+
 def verify_log_cli(
     settings: Settings,
     *,
@@ -223,6 +262,7 @@ def verify_log_cli(
     workers: int | None = None,
     passphrase: bytes | None = None,
     archives: Path | None = None,
+    tsa_ca: Path | None = None,
 ) -> tuple[int, str]:
     """``obmin audit verify``: (exit status, text). Exit 1 on any mismatch or error.
 
@@ -230,22 +270,39 @@ def verify_log_cli(
     ``archives`` (a directory), the archive files there too, as one log with it. The key is
     the ``vkey`` given (what an auditor holds) or else the public half of the configured
     ``keys.log_key`` (read with ``passphrase``); the key name is the origin, as the
-    checkpointer signs.
+    checkpointer signs. Timestamp tokens and encrypted bodies are checked as
+    `evidence_checks` says (a bad token fails the checkpoint it is on).
     """
     try:
         key = _verifier_key(settings, vkey, passphrase)
+        checks = evidence_checks(settings, tsa_ca)
         source = live_source(settings.audit)
+        head = "\n".join((f"log key {key.to_vkey()}", *checks.notes))
         if archives is not None:
             if not archives.is_dir():
                 return 1, f"FAILED: the archive directory {archives} does not exist"
             chain = verify_chain(
-                archives_in(archives), source, key, settings.audit.origin, workers=workers
+                archives_in(archives),
+                source,
+                key,
+                settings.audit.origin,
+                workers=workers,
+                timestamp_check=checks.timestamp_check,
+                open_body=checks.open_body,
             )
-            return (0 if chain.ok else 1), f"log key {key.to_vkey()}\n{chain.summary()}"
-        report = verify_log(source, key, None, settings.audit.origin, workers=workers)
+            return (0 if chain.ok else 1), f"{head}\n{chain.summary()}"
+        report = verify_log(
+            source,
+            key,
+            None,
+            settings.audit.origin,
+            workers=workers,
+            timestamp_check=checks.timestamp_check,
+            open_body=checks.open_body,
+        )
     except AuditError as exc:
         return 1, f"FAILED: {exc}"
-    return (0 if report.ok else 1), f"log key {key.to_vkey()}\n{report.summary()}"
+    return (0 if report.ok else 1), f"{head}\n{report.summary()}"
 
 
 def verify_archive_cli(
@@ -254,9 +311,11 @@ def verify_archive_cli(
     vkey: str | None = None,
     settings: Settings | None = None,
     passphrase: bytes | None = None,
+    tsa_ca: Path | None = None,
 ) -> tuple[int, str]:
     """``obmin audit verify-archive FILE...``: each archive alone, offline (exit 1 if any
-    fails). The key is ``vkey``, or the configured log key when settings are given."""
+    fails). The key is ``vkey``, or the configured log key when settings are given;
+    timestamps and encrypted bodies are checked as `evidence_checks` says."""
     try:
         if vkey is not None:
             key = VerifierKey.parse(vkey)
@@ -264,12 +323,15 @@ def verify_archive_cli(
             key = _verifier_key(settings, None, passphrase)
         else:
             return 1, "FAILED: give the log's verifier key (--vkey) or a settings file (-c)"
+        checks = evidence_checks(settings, tsa_ca)
     except AuditError as exc:
         return 1, f"FAILED: {exc}"
-    status, lines = 0, []
+    status, lines = 0, list(checks.notes)
     for path in files:
         try:
-            report = verify_archive(path, key)
+            report = verify_archive(
+                path, key, timestamp_check=checks.timestamp_check, open_body=checks.open_body
+            )
         except AuditError as exc:
             status, text = 1, f"FAILED: {path}: {exc}"
         else:

@@ -32,7 +32,7 @@ from gateway.audit.tsa_verify import (
     timestamp_checker,
     verify_timestamp,
 )
-from gateway.settings import load_settings
+from gateway.settings import SettingsError, load_settings
 from tests.audit.tsa_support import (
     HAVE_OPENSSL,
     POLICY,
@@ -304,6 +304,13 @@ def test_tsa_settings_and_ca_file_errors(tmp_path: Path, tsa_pki: TsaPki) -> Non
     config.write_text(
         "registry_dir: registry\n"
         "keys: {signing_certificate: a.crt, signing_key: a.key}\n"
+        "audit:\n  tsa: {url: 'http://127.0.0.1:3180/', ca_certificate: tsa/ca.crt}\n"
+    )
+    with pytest.raises(SettingsError, match=r"audit\.tsa needs keys\.log_key"):
+        load_settings(config, environ={})  # timestamps are over signed checkpoints
+    config.write_text(
+        "registry_dir: registry\n"
+        "keys: {signing_certificate: a.crt, signing_key: a.key, log_key: log.key}\n"
         "audit:\n  tsa: {url: 'http://127.0.0.1:3180/', ca_certificate: tsa/ca.crt}\n"
     )
     settings = load_settings(config, environ={})
