@@ -212,6 +212,10 @@ async def _checkpoint(
             "root_hash": _b64(cp.root),
             "note": cp.note,
             "created": latest.created.isoformat(),
+            # RFC 3161 token over the note (DER, base64) once the TSA has given one.
+            "timestamp_token": None
+            if latest.timestamp_token is None
+            else _b64(latest.timestamp_token),
         }
     )
 
@@ -301,7 +305,8 @@ OPENAPI: dict[str, Any] = {
         },
         "/audit/v1/checkpoint": {
             "get": {
-                "summary": "The latest signed checkpoint (C2SP tlog-checkpoint note)",
+                "summary": "The latest signed checkpoint (C2SP tlog-checkpoint note) and its"
+                " RFC 3161 timestamp token (base64 DER, or null)",
                 "security": _AUTH,
                 "responses": {"200": {"description": "checkpoint"}},
             }

@@ -179,6 +179,7 @@ class TsaBehaviour:
     content_type: str = "application/timestamp-reply"
     replay: bool = False  # answer every request with the first response (wrong nonce)
     garbage: bytes | None = None
+    gate: asyncio.Event | None = None  # while set up and not set, requests wait here
     requests: list[bytes] = field(default_factory=list)
     responses: list[bytes] = field(default_factory=list)
 
@@ -191,6 +192,8 @@ def openssl_tsa_app(config: Path, behaviour: TsaBehaviour) -> web.Application:
     async def reply(request: web.Request) -> web.Response:
         query = await request.read()
         behaviour.requests.append(query)
+        if behaviour.gate is not None:
+            await behaviour.gate.wait()
         if behaviour.delay:
             await asyncio.sleep(behaviour.delay)
         if behaviour.garbage is not None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import hashlib
+import json
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -182,6 +183,43 @@ async def test_auditors_by_certificate_get_evidence_that_verifies(
     # The existing auditor API on the same TLS port still takes tokens.
     status, _, _ = await admin.get("/audit/v1/checkpoint", None, AUDITOR)
     assert status == 200
+
+
+async def test_certificate_auditors_use_every_auditor_endpoint_within_their_scope(
+    rest_gateway: RestDeployment,
+    auditors: Auditors,
+    tmp_path: Path,
+    aiohttp_server: Callable[..., Any],
+) -> None:
+    """Not only evidence: records, a record with its proof, the checkpoint and consistency
+    proofs take the same certificate identities, roles and member scopes as tokens."""
+    admin = await _start(rest_gateway, auditors, tmp_path, aiohttp_server)
+    request_id = await _exchange(rest_gateway)
+    await _exchange(rest_gateway)
+    auditor = auditors.by_subject
+    status, body, _ = await admin.get("/audit/v1/records", auditor)
+    assert status == 200, body
+    records = json.loads(body)["records"]
+    assert request_id in {r["request_id"] for r in records} and len(records) >= 4
+    status, body, _ = await admin.get("/audit/v1/records/0", auditor)
+    assert status == 200 and json.loads(body)["inclusion_proof"] is not None, body
+    status, body, _ = await admin.get("/audit/v1/checkpoint", auditor)
+    assert status == 200, body
+    size = json.loads(body)["tree_size"]
+    status, body, _ = await admin.get(f"/audit/v1/proofs/consistency?from=1&to={size}", auditor)
+    assert status == 200 and json.loads(body)["to"] == size, body
+    # Scope: the tax auditor's certificate sees none of these records.
+    status, body, _ = await admin.get("/audit/v1/records", auditors.out_of_scope)
+    assert status == 200 and json.loads(body)["records"] == []
+    status, _, _ = await admin.get("/audit/v1/records/0", auditors.out_of_scope)
+    assert status == 404
+    # Roles, and certificates nobody configured.
+    status, body, _ = await admin.get("/audit/v1/records", auditors.admin_only)
+    assert status == 403 and b"no auditor role" in body
+    status, body, _ = await admin.get("/audit/v1/checkpoint", auditors.unconfigured)
+    assert status == 401 and b"not configured" in body
+    spec = json.loads((await admin.get("/audit/v1/openapi.json", None))[1])
+    assert {"clientCertificate": []} in spec["paths"]["/audit/v1/records"]["get"]["security"]
 
 
 async def test_untrusted_or_missing_client_certificates_fail_the_handshake(
