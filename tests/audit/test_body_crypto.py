@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import os
+import pickle
 import stat
 import uuid
 from pathlib import Path
@@ -61,6 +62,16 @@ def test_round_trip_and_the_envelope_format() -> None:
     assert _seal(keyring, BODY, binding) != envelope  # a fresh nonce each time
     empty = _binding(b"")
     assert keyring.open(_seal(keyring, b"", empty), empty) == b""
+
+
+def test_a_keyring_travels_to_worker_processes() -> None:
+    """``obmin audit verify --workers N`` hands ``keyring.open`` to its worker processes."""
+    keyring = _keyring("k1", "k2")
+    binding = _binding()
+    envelope = _seal(keyring, BODY, binding)
+    copied = pickle.loads(pickle.dumps(keyring.open))
+    assert copied(envelope) == BODY
+    assert pickle.loads(pickle.dumps(keyring)).key_ids == ("k1", "k2")
 
 
 def test_binding_of_a_record() -> None:

@@ -25,6 +25,7 @@ from gateway.audit import (
     TsaClient,
     TsaTrust,
     VerifierKey,
+    VerifyReport,
     timestamp_checker,
     verify_log,
 )
@@ -106,10 +107,19 @@ async def _tokens(store: RetentionStore) -> dict[int, bytes | None]:
     return {s.checkpoint.size: s.timestamp_token for s in await store.checkpoints(limit=1000)}
 
 
-def _source(make_store: StoreMaker) -> SqliteSource | PostgresSource:
+async def _verify(make_store: StoreMaker, key: Ed25519PrivateKey, tsa: Tsa) -> VerifyReport:
+    """``obmin audit verify`` of the test's log, timestamps checked against the TSA CA."""
+    source: SqliteSource | PostgresSource = SqliteSource(make_store.path)
     if make_store.postgres is not None:
-        return PostgresSource(make_store.postgres.dsn, ORIGIN, make_store.postgres.schema)
-    return SqliteSource(make_store.path)
+        source = PostgresSource(make_store.postgres.dsn, ORIGIN, make_store.postgres.schema)
+    return await asyncio.to_thread(
+        verify_log,
+        source,
+        VerifierKey(ORIGIN, key.public_key()),
+        None,
+        ORIGIN,
+        timestamp_check=timestamp_checker(tsa.trust),
+    )
 
 
 async def test_each_checkpoint_gets_one_tsa_call_and_its_token_verifies(
@@ -140,14 +150,7 @@ async def test_each_checkpoint_gets_one_tsa_call_and_its_token_verifies(
     result = openssl_verify(tokens[40] or b"", note, tsa_pki.ca_cert, tmp_path / "v")
     assert result.returncode == 0, result.stdout + result.stderr
     assert openssl_verify(tokens[0] or b"", note, tsa_pki.ca_cert, tmp_path / "v").returncode
-    report = await asyncio.to_thread(
-        verify_log,
-        _source(make_store),
-        VerifierKey(ORIGIN, log_key.public_key()),
-        None,
-        ORIGIN,
-        timestamp_check=timestamp_checker(tsa.trust),
-    )
+    report = await _verify(make_store, log_key, tsa)
     assert report.ok, report.problem
     assert report.timestamps == 2 and report.timestamps_not_checked == 0
 
@@ -233,14 +236,7 @@ async def test_a_newer_checkpoint_takes_over_and_covers_the_older_records(
     tokens = await _tokens(store)
     assert tokens[0] is None and tokens[2] is None and tokens[4] is not None
     assert outcomes[-1].tree_size == 4 and outcomes[-1].ok
-    report = await asyncio.to_thread(
-        verify_log,
-        _source(make_store),
-        VerifierKey(ORIGIN, log_key.public_key()),
-        None,
-        ORIGIN,
-        timestamp_check=timestamp_checker(tsa.trust),
-    )
+    report = await _verify(make_store, log_key, tsa)
     assert report.ok and report.timestamps == 1 and report.checkpoints == 3
 
 

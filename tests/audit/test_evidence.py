@@ -384,6 +384,38 @@ async def test_a_timestamped_checkpoint_in_a_bundle(exported: Exported, tmp_path
         verify_evidence(other, gateway_certificate=exported.certificate, tsa_trust=trust)
 
 
+@pytest.mark.skipif(not HAVE_OPENSSL, reason="the TSA in this test is `openssl ts -reply`")
+async def test_the_bundle_takes_the_newest_timestamped_checkpoint_covering_the_exchange(
+    exported: Exported, tmp_path: Path
+) -> None:
+    """A newer checkpoint still waiting for its token does not displace a timestamped one;
+    once it has its token, it is the one the bundle proves against."""
+    tsa = make_tsa_pki(tmp_path / "tsa")
+    config = openssl_config(tmp_path / "tsa-run", tsa.rsa, ess_alg="sha256", digests="sha256")
+    trust = TsaTrust.from_file(tsa.ca_cert)
+    six = await _checkpoint(exported)
+    token_six = openssl_timestamp(config, six.note.encode(), tsa.ca_cert)
+    await exported.store.set_checkpoint_timestamp(6, token_six)
+    await exported.store.append(exchange("m-3"))
+    checkpointer = Checkpointer(exported.store, exported.log_key, origin=ORIGIN)
+    await checkpointer.start()
+    eight = await checkpointer.stop()
+    assert eight is not None and eight.size == 8
+    stored = await exported.store.latest_checkpoint()
+    assert stored is not None and stored.checkpoint.size == 8 and stored.timestamp_token is None
+
+    bundle = await exported.bundle()
+    report = verify_evidence(bundle, gateway_certificate=exported.certificate, tsa_trust=trust)
+    assert report.tree_size == 6 and report.timestamp is not None
+    assert _members(bundle)["checkpoint.tsr"] == token_six
+
+    token_eight = openssl_timestamp(config, eight.note.encode(), tsa.ca_cert)
+    await exported.store.set_checkpoint_timestamp(8, token_eight)
+    bundle = await exported.bundle()
+    report = verify_evidence(bundle, gateway_certificate=exported.certificate, tsa_trust=trust)
+    assert report.tree_size == 8 and _members(bundle)["checkpoint.tsr"] == token_eight
+
+
 async def _log_for_cli(db_path: Path, log_key: Ed25519PrivateKey) -> str:
     store = SqliteAuditStore(db_path)
     await store.open()

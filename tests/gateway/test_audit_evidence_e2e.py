@@ -273,24 +273,13 @@ def _tamper(data: bytes) -> bytes:
     return data[:-20] + bytes([data[-20] ^ 0x01]) + data[-19:]
 
 
-def _set_token(audit: dict[str, Any], size: int, token: bytes) -> None:
-    """An intruder rewrites a stored checkpoint's timestamp token."""
-    sql = "UPDATE checkpoints SET timestamp_token = ? WHERE tree_size = ?"
+def _intrude(audit: dict[str, Any], sql: str, *params: object) -> None:
+    """An intruder with the database runs ``sql`` (``?`` placeholders) on the log."""
     if audit["store"] == "postgres":
-        run_in(audit["postgres_schema"], sql, token, size)
+        run_in(audit["postgres_schema"], sql, *params)
         return
     with sqlite3.connect(audit["path"]) as db:
-        db.execute(sql, (token, size))
-    db.close()
-
-
-def _set_body(audit: dict[str, Any], seq: int, body: bytes) -> None:
-    sql = "UPDATE records SET body = ? WHERE seq = ?"
-    if audit["store"] == "postgres":
-        run_in(audit["postgres_schema"], sql, body, seq)
-        return
-    with sqlite3.connect(audit["path"]) as db:
-        db.execute(sql, (body, seq))
+        db.execute(sql, params)
     db.close()
 
 
@@ -383,7 +372,8 @@ async def test_timestamped_checkpoints_end_to_end(
 
     # 4. An altered token fails verification, and the report names its checkpoint.
     assert latest.timestamp_token is not None
-    _set_token(audit_store, 6, _tamper(latest.timestamp_token))
+    token_sql = "UPDATE checkpoints SET timestamp_token = ? WHERE tree_size = ?"
+    _intrude(audit_store, token_sql, _tamper(latest.timestamp_token), 6)
     code, out = await _obmin(capsys, "audit", "verify", "-c", gw.config)
     assert code == 1, out
     assert "FAILED" in out and "checkpoint 6: its timestamp token is bad" in out
@@ -508,7 +498,7 @@ async def test_encrypted_bodies_end_to_end_with_key_rotation(
     await gw.rest("health", b'{"patient": "later"}', "enc-rest-2")
     records = await gw.records()
     assert [parse_envelope(r.body or b"").key_id for r in records] == ["k1"] * 4 + ["k2"] * 2
-    code, out = await _obmin(capsys, "audit", "verify", "-c", gw.config)
+    code, out = await _obmin(capsys, "audit", "verify", "-c", gw.config, "--workers", "2")
     assert code == 0 and "stored bodies: 6 checked against their digests" in out, out
     new_only = gateways.config(
         gw.settings, "k2-only", body_keys={"current": "k2", "keys": {"k2": str(keys / "k2.key")}}
@@ -546,7 +536,9 @@ async def test_encrypted_bodies_end_to_end_with_key_rotation(
     # 5. An envelope altered in the database fails verification at its record.
     first = records[0]
     assert first.body is not None
-    _set_body(audit_store, first.seq, _tamper(first.body))
+    _intrude(
+        audit_store, "UPDATE records SET body = ? WHERE seq = ?", _tamper(first.body), first.seq
+    )
     code, out = await _obmin(capsys, "audit", "verify", "-c", gw.config)
     assert code == 1 and f"first bad record seq {first.seq}" in out and "altered" in out, out
 
