@@ -372,10 +372,9 @@ def _cmd_audit_query(args: argparse.Namespace) -> int:
 
 def _cmd_audit_export(args: argparse.Namespace) -> int:
     from gateway.audit.evidence_export import export_evidence_cli
-    from security.pki_keys import pki_passphrase
 
     settings = load_settings(args.config)
-    passphrase = pki_passphrase(os.environ)
+    passphrase = settings.keys.passphrase(os.environ)  # keys.passphrase_file, or the variable
     print(asyncio.run(export_evidence_cli(settings, args.request_id, args.output, passphrase)))
     return 0
 
