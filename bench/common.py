@@ -95,11 +95,12 @@ def gateway_process(
                 "signing_certificate": str(pki / "gateway" / "sign.crt"),
                 "signing_key": str(pki / "gateway" / "sign.key"),
             },
-            "audit": {"path": str(base / "audit.db")},
             "allow_unauthenticated_clients": True,
             "log_level": "warning",
             **(settings or {}),
         }
+        # An ``audit`` section given is completed with the log's path, not replaced by it.
+        config["audit"] = {"path": str(base / "audit.db"), **(settings or {}).get("audit", {})}
         (base / "gateway.yaml").write_text(yaml.safe_dump(config))
         profile = os.environ.get("OBMIN_BENCH_PROFILE")  # a file: run the gateway under cProfile
         prefix = ["-m", "cProfile", "-o", profile] if profile else []

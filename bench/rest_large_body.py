@@ -2,7 +2,10 @@
 
 Runs the gateway and a provider as separate processes, warms the gateway up with small
 requests, then streams one large body through it and reads the gateway's peak RSS (VmHWM)
-before and after. Usage: ``python bench/rest_large_body.py [SIZE_MB]``.
+before and after. Usage: ``python bench/rest_large_body.py [SIZE_MB] [POLICY]``: POLICY is
+the service's audit body policy (``digest`` by default; ``plain`` or ``encrypted`` store
+bodies up to ``audit.max_stored_body_bytes``, so the large one keeps its digest only while
+the warm-up bodies are stored, sealed under ``encrypted``).
 """
 
 from __future__ import annotations
@@ -11,13 +14,16 @@ import asyncio
 import hashlib
 import multiprocessing
 import sys
+import tempfile
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import aiohttp
 from aiohttp import web
 
 from bench.common import free_port, gateway_process, peak_rss_mb, rss_mb, wait_http
+from gateway.audit import write_body_key
 
 CHUNK = 1024 * 1024
 
@@ -60,6 +66,7 @@ async def _send(url: str, size: int) -> dict[str, object]:
 
 def main() -> None:
     size_mb = int(sys.argv[1]) if len(sys.argv) > 1 else 200
+    policy = sys.argv[2] if len(sys.argv) > 2 else "digest"
     size = size_mb * 1024 * 1024
     port = free_port()
     provider = multiprocessing.Process(target=_provider, args=(port,), daemon=True)
@@ -82,15 +89,22 @@ def main() -> None:
                 "type": "rest",
                 "url": f"http://127.0.0.1:{port}/sink",
                 "timeout": {"total": 600},
+                "audit_body": policy,
             }
         ],
         "access": [
             {"provider": "BENCH/GOV/1/SINK", "service": "sink", "clients": ["BENCH/GOV/1/CLIENT"]}
         ],
     }
-    limits = {"limits": {"max_request_bytes": size + 1, "max_response_bytes": 1 << 20}}
+    settings: dict[str, object] = {
+        "limits": {"max_request_bytes": size + 1, "max_response_bytes": 1 << 20}
+    }
+    keys = tempfile.TemporaryDirectory(prefix="obmin-bench-keys-")
+    if policy == "encrypted":
+        write_body_key(Path(keys.name) / "k1.key")
+        settings["audit"] = {"body_keys": {"current": "k1", "keys": {"k1": f"{keys.name}/k1.key"}}}
     try:
-        with gateway_process(registry, settings=limits) as deployment:
+        with gateway_process(registry, settings=settings) as deployment:
             url = f"{deployment.client_url}/r1/BENCH/GOV/1/SINK/sink/upload"
             for _ in range(20):  # warm up: imports, pools, first audit writes
                 asyncio.run(_send(url, 64 * 1024))
@@ -103,6 +117,7 @@ def main() -> None:
             expected = hashlib.sha256(b"x" * size).hexdigest() if size_mb <= 512 else None
             assert result["size"] == size
             assert expected is None or result["sha256"] == expected
+            print(f"audit body policy: {policy}")
             print(f"body: {size_mb} MiB in {elapsed:.1f} s ({size_mb / elapsed:.0f} MiB/s)")
             print(f"gateway RSS before: {before_rss:.1f} MiB, peak before: {before_peak:.1f} MiB")
             print(
@@ -111,6 +126,7 @@ def main() -> None:
             )
     finally:
         provider.terminate()
+        keys.cleanup()
 
 
 if __name__ == "__main__":
