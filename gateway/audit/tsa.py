@@ -206,13 +206,22 @@ class TsaClient:
                         f"the TSA at {self.url} answered {response.content_type!r},"
                         f" not {REPLY_TYPE}"
                     )
-                body = await response.content.read(_MAX_RESPONSE + 1)
+                # read(n) returns what is buffered, not n bytes: collect the whole answer
+                # (a token with its certificates arrives in several TCP segments).
+                chunks: list[bytes] = []
+                size = 0
+                async for chunk in response.content.iter_chunked(16 * 1024):
+                    size += len(chunk)
+                    if size > _MAX_RESPONSE:
+                        break
+                    chunks.append(chunk)
+                body = b"".join(chunks)
         except TimeoutError as exc:
             raise TsaUnavailable(
                 f"the TSA at {self.url} did not answer within {self._timeout_seconds:g} s"
             ) from exc
         except aiohttp.ClientError as exc:
             raise TsaUnavailable(f"cannot reach the TSA at {self.url}: {exc}") from exc
-        if len(body) > _MAX_RESPONSE:
+        if size > _MAX_RESPONSE:
             raise TsaUnavailable(f"the TSA's answer is larger than {_MAX_RESPONSE} bytes")
         return body

@@ -125,6 +125,15 @@ async def test_obmin_token_verifies_with_openssl_ts_and_with_obmin(
     timestamp_checker(tsa.trust)(note, stamped.token)  # the verify_log hook accepts it
 
 
+async def test_an_answer_arriving_in_pieces_is_read_whole(start_tsa: TsaFactory, note: str) -> None:
+    tsa = await start_tsa(behaviour=TsaBehaviour(trickle=True))
+    session, client = await _client(tsa)
+    async with session:
+        stamped = await client.timestamp(note.encode())
+    assert len(tsa.behaviour.responses[0]) > 1000  # many pieces, not one
+    verify_timestamp(stamped.token, note.encode(), tsa.trust)
+
+
 async def test_essc_cert_id_v1_and_an_ecdsa_tsa(
     start_tsa: TsaFactory, note: str, tsa_pki: TsaPki, tmp_path: Path
 ) -> None:

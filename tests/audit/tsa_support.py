@@ -180,6 +180,7 @@ class TsaBehaviour:
     replay: bool = False  # answer every request with the first response (wrong nonce)
     garbage: bytes | None = None
     gate: asyncio.Event | None = None  # while set up and not set, requests wait here
+    trickle: bool = False  # send the answer in small pieces, each flushed (as a network does)
     requests: list[bytes] = field(default_factory=list)
     responses: list[bytes] = field(default_factory=list)
 
@@ -189,7 +190,7 @@ def openssl_tsa_app(config: Path, behaviour: TsaBehaviour) -> web.Application:
     lock = asyncio.Lock()  # openssl updates the serial file
     counter = itertools.count()
 
-    async def reply(request: web.Request) -> web.Response:
+    async def reply(request: web.Request) -> web.StreamResponse:
         query = await request.read()
         behaviour.requests.append(query)
         if behaviour.gate is not None:
@@ -216,6 +217,16 @@ def openssl_tsa_app(config: Path, behaviour: TsaBehaviour) -> web.Application:
                     raise RuntimeError(f"openssl ts -reply failed: {output.decode()}")
                 body = reply_file.read_bytes()
         behaviour.responses.append(body)
+        if behaviour.trickle:
+            streamed = web.StreamResponse(status=behaviour.status)
+            streamed.content_type = behaviour.content_type
+            streamed.content_length = len(body)
+            await streamed.prepare(request)
+            for start in range(0, len(body), 200):
+                await streamed.write(body[start : start + 200])
+                await asyncio.sleep(0.005)  # each piece reaches the client on its own
+            await streamed.write_eof()
+            return streamed
         return web.Response(body=body, status=behaviour.status, content_type=behaviour.content_type)
 
     app = web.Application()
