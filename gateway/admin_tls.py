@@ -20,22 +20,23 @@ from aiohttp import web
 from cryptography import x509
 
 from gateway.settings import AdminCertificate, AdminTlsSettings, SettingsError
+from gateway.tls import TlsKeyError, load_tls_pair
 
 __all__ = ["admin_site", "admin_ssl_context", "match_admin_certificate"]
 
 
-def admin_ssl_context(settings: AdminTlsSettings) -> ssl.SSLContext:
+def admin_ssl_context(
+    settings: AdminTlsSettings, passphrase: bytes | None = None
+) -> ssl.SSLContext:
     """The admin port's TLS context (TLS 1.2+), asking for client certificates from
-    ``client_ca``; raises `SettingsError` naming the setting that cannot be used."""
+    ``client_ca``; ``passphrase`` opens an encrypted key (never an OpenSSL prompt). Raises
+    `SettingsError` naming the setting that cannot be used."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     try:
-        context.load_cert_chain(settings.certificate, settings.key)
-    except (OSError, ssl.SSLError) as exc:
-        raise SettingsError(
-            f"admin_tls.certificate/key: cannot load {settings.certificate} and"
-            f" {settings.key}: {exc}"
-        ) from exc
+        load_tls_pair(context, settings.certificate, settings.key, passphrase)
+    except TlsKeyError as exc:
+        raise SettingsError(f"admin_tls.certificate/key: {exc}") from exc
     if settings.client_ca is None:
         if settings.require_client_certificate:
             raise SettingsError("admin_tls.require_client_certificate needs admin_tls.client_ca")
@@ -53,10 +54,14 @@ def admin_ssl_context(settings: AdminTlsSettings) -> ssl.SSLContext:
 
 
 def admin_site(
-    runner: web.AppRunner, host: str, port: int, tls: AdminTlsSettings | None
+    runner: web.AppRunner,
+    host: str,
+    port: int,
+    tls: AdminTlsSettings | None,
+    passphrase: bytes | None = None,
 ) -> web.TCPSite:
     """The admin port's site: HTTPS when ``admin_tls`` is configured, else plain HTTP."""
-    context = admin_ssl_context(tls) if tls is not None else None
+    context = admin_ssl_context(tls, passphrase) if tls is not None else None
     return web.TCPSite(runner, host, port, ssl_context=context)
 
 

@@ -74,12 +74,13 @@ async def _serve(settings: Settings) -> None:
         await web.TCPSite(client, settings.client.host, settings.client.port).start()
         if settings.client_tls is not None and state.env is not None:
             state.tls_context = server_ssl_context(
-                settings.client_tls, state.env.registry, settings.keys.passphrase(os.environ)
+                settings.client_tls, state.env.registry, state.env.key_passphrase
             )
             tls = settings.client_tls
             await web.TCPSite(client, tls.host, tls.port, ssl_context=state.tls_context).start()
+        passphrase = settings.keys.passphrase(os.environ)
         await admin_site(
-            admin, settings.admin.host, settings.admin.port, settings.admin_tls
+            admin, settings.admin.host, settings.admin.port, settings.admin_tls, passphrase
         ).start()
         structlog.get_logger("obmin").info(
             "gateway started",

@@ -284,6 +284,14 @@ def test_admin_certificate_settings(auditors: Auditors, tmp_path: Path) -> None:
     )
     with pytest.raises(SettingsError, match=r"admin_tls\.client_ca: cannot load"):
         admin_ssl_context(bad_ca)
+    # An encrypted admin key (obmin's default) opens with the passphrase, never a prompt.
+    sealed = issue_tls_server_cert(auditors.ca, out_dir=tmp_path / "sealed", passphrase=b"pw")
+    encrypted = AdminTlsSettings(certificate=sealed.cert_path, key=sealed.key_path)
+    admin_ssl_context(encrypted, b"pw")
+    with pytest.raises(
+        SettingsError, match=r"admin_tls\.certificate/key: the TLS key .* is encrypted"
+    ):
+        admin_ssl_context(encrypted)
     settings = Settings.model_validate(
         {
             "registry_dir": tmp_path,
