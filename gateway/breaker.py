@@ -124,8 +124,10 @@ class CircuitBreaker:
     def guard(self, service: str) -> Iterator[None]:
         """Admit one call (or raise `CircuitOpen`) and record how it ended.
 
-        A `GatewayError` with a code of `TRANSPORT_FAILURES` is a failure, any other of ours
-        means the provider answered; anything else (a cancel) gives the probe slot back.
+        A `GatewayError` with a code of `TRANSPORT_FAILURES` is a failure; another
+        ``ServiceFailed.*`` means the provider answered (wrongly); anything else (a cancel,
+        an error of the gateway itself) says nothing of the provider and gives the probe
+        slot back.
         """
         self.before_call(service)
         try:
@@ -133,8 +135,10 @@ class CircuitBreaker:
         except GatewayError as exc:
             if exc.code in TRANSPORT_FAILURES:
                 self.failed()
-            else:
+            elif exc.code.startswith("ServiceFailed."):
                 self.succeeded()
+            else:
+                self.abandoned()
             raise
         except BaseException:
             self.abandoned()

@@ -15,7 +15,13 @@ import aiohttp
 
 from gateway.errors import GatewayError
 
-__all__ = ["ForwardError", "ProviderReply", "forward_request", "is_tls_failure"]
+__all__ = [
+    "ForwardError",
+    "ProviderReply",
+    "forward_request",
+    "is_tls_failure",
+    "provider_failure",
+]
 
 
 def is_tls_failure(exc: BaseException) -> bool:
@@ -92,31 +98,31 @@ async def forward_request(
             return ProviderReply(
                 response.status, response.headers.get("Content-Type"), b"".join(chunks)
             )
-    except TimeoutError as exc:
-        raise ForwardError(
+    except (TimeoutError, aiohttp.ClientError) as exc:
+        raise provider_failure(exc, total_timeout) from exc
+
+
+def provider_failure(exc: TimeoutError | aiohttp.ClientError, total_timeout: float) -> ForwardError:
+    """The ``ServiceFailed.*`` fault for a failed call to the provider (SOAP and REST)."""
+    if isinstance(exc, TimeoutError):
+        return ForwardError(
             f"the provider did not answer within {total_timeout:g} s", code="ServiceFailed.Timeout"
-        ) from exc
-    except aiohttp.ClientSSLError as exc:
-        raise ForwardError(
+        )
+    # TLS 1.3: a refused client certificate surfaces after the handshake, as a connection
+    # error caused by a TLS alert, hence the look through the causes.
+    if isinstance(exc, aiohttp.ClientSSLError) or is_tls_failure(exc):
+        return ForwardError(
             "the TLS connection to the provider failed (certificate not trusted or refused)",
             code="ServiceFailed.SslAuthenticationFailed",
-        ) from exc
-    except aiohttp.ClientConnectorError as exc:
-        raise ForwardError(
-            "the provider could not be reached", code="ServiceFailed.NetworkError"
-        ) from exc
-    except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError) as exc:
-        raise ForwardError(
+        )
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return ForwardError("the provider could not be reached", code="ServiceFailed.NetworkError")
+    if isinstance(exc, aiohttp.ClientPayloadError | aiohttp.ServerDisconnectedError):
+        return ForwardError(
             "the provider closed the connection before answering completely",
             code="ServiceFailed.NetworkError",
-        ) from exc
-    except aiohttp.ClientError as exc:
-        if is_tls_failure(exc):  # TLS 1.3: a refused client certificate surfaces after the
-            raise ForwardError(  # handshake, as a connection error caused by a TLS alert
-                "the TLS connection to the provider failed (certificate not trusted or refused)",
-                code="ServiceFailed.SslAuthenticationFailed",
-            ) from exc
-        raise ForwardError(
-            "the exchange with the provider failed at the HTTP level",
-            code="ServiceFailed.NetworkError",
-        ) from exc
+        )
+    return ForwardError(
+        "the exchange with the provider failed at the HTTP level",
+        code="ServiceFailed.NetworkError",
+    )

@@ -37,7 +37,7 @@ from gateway.admission import admit
 from gateway.audit import AuditError, AuditRecordDraft, BodyFields, Direction
 from gateway.context import ExchangeEnv
 from gateway.errors import Fault, GatewayError, fault_for
-from gateway.forward import is_tls_failure
+from gateway.forward import is_tls_failure, provider_failure
 from gateway.meta import (
     answer_list_clients,
     answer_rest_metaservice,
@@ -416,27 +416,13 @@ async def forward(
         except TooLarge:
             reply.close()
             raise
-        except TimeoutError as exc:
+        except (TimeoutError, aiohttp.ClientError) as exc:
             reply.close()
-            raise RestError(
-                f"the provider did not answer within {service.total_timeout:g} s",
-                code="ServiceFailed.Timeout",
-            ) from exc
-        except aiohttp.ClientSSLError as exc:
-            reply.close()
-            raise RestError(
-                "the TLS connection to the provider failed (certificate not trusted or refused)",
-                code="ServiceFailed.SslAuthenticationFailed",
-            ) from exc
-        except aiohttp.ClientError as exc:
-            reply.close()
-            if is_tls_failure(exc):
-                raise RestError(
-                    "the TLS connection to the provider failed (certificate not trusted or"
-                    " refused)",
-                    code="ServiceFailed.SslAuthenticationFailed",
-                ) from exc
-            broken = isinstance(exc, _BROKEN) and not isinstance(exc, aiohttp.ClientConnectorError)
+            broken = (
+                isinstance(exc, _BROKEN)
+                and not isinstance(exc, aiohttp.ClientConnectorError)
+                and not is_tls_failure(exc)
+            )
             if retry and attempt == 1 and broken:
                 log.info(
                     "provider connection broke; retrying the idempotent call once",
@@ -445,10 +431,7 @@ async def forward(
                     reason=str(exc),
                 )
                 continue
-            raise RestError(
-                "the provider could not be reached or broke the connection",
-                code="ServiceFailed.NetworkError",
-            ) from exc
+            raise provider_failure(exc, service.total_timeout) from exc
     raise AssertionError("unreachable: the second attempt returns or raises")  # pragma: no cover
 
 

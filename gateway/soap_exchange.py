@@ -477,6 +477,7 @@ async def run_soap_exchange(
             reply = ProviderReply(answer.status, answer.content_type, answer.body)
         else:
             service = exchange.service
+            ssl_context = provider_ssl(service, env.key_passphrase)  # ours to fail, not theirs
             with env.breakers.for_service(service).guard(str(service.id)):  # fail fast if down
                 reply = await forward_request(  # 6
                     env.session,
@@ -486,7 +487,7 @@ async def run_soap_exchange(
                     connect_timeout=service.connect_timeout,
                     total_timeout=service.total_timeout,
                     max_response_bytes=env.settings.limits.max_response_bytes,
-                    ssl_context=provider_ssl(service, env.key_passphrase),
+                    ssl_context=ssl_context,
                 )
         laps.lap("forward")
         body, content_type, _ = await _cpu(  # 7

@@ -11,7 +11,7 @@ from gateway.breaker import (
     CircuitBreaker,
     CircuitOpen,
 )
-from gateway.errors import fault_for
+from gateway.errors import GatewayError, fault_for
 
 SERVICE = "DEV/COM/222/TESTSERVICE/getPerson"
 
@@ -113,3 +113,20 @@ def test_board_keys_by_service_url_and_policy() -> None:
     assert board.breaker(SERVICE, "http://b/", policy) is not first  # moved by a reload
     assert board.breaker(SERVICE, "http://a/", BreakerPolicy(failures=9)) is not first
     assert len(board) == 3
+
+
+def test_guard_judges_only_what_the_provider_did() -> None:
+    clock = Clock()
+    breaker = _breaker(clock, failures=1)
+    with pytest.raises(GatewayError), breaker.guard(SERVICE):
+        raise GatewayError("unreachable", code="ServiceFailed.Timeout")
+    assert breaker.state is BreakerState.OPEN
+    clock.now += 10
+    # The probe fails on the gateway's side (its TLS key cannot be read): no verdict, the
+    # slot is free again and the breaker stays half-open rather than closing.
+    with pytest.raises(GatewayError), breaker.guard(SERVICE):
+        raise GatewayError("cannot load the client key", code="InternalError")
+    assert breaker.state is BreakerState.HALF_OPEN
+    with pytest.raises(GatewayError), breaker.guard(SERVICE):  # the provider answered, badly
+        raise GatewayError("garbage", code="ServiceFailed.InvalidSoap")
+    assert breaker.state is BreakerState.CLOSED
