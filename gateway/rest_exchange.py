@@ -575,9 +575,11 @@ async def run_rest_exchange(
         _count(env, exchange, "ok", started)
         # 9. render
         return RestOutgoing(status, headers, reply, _head_length(incoming, provider_headers))
-    except Exception as exc:
-        if reply is not None:  # answered with an error instead: the provider's body goes
+    except BaseException as exc:
+        if reply is not None:  # not handed on: the provider's spooled body goes (a cancel too)
             reply.close()
+        if not isinstance(exc, Exception):
+            raise
         return await _refuse(env, exchange, exc, request_logged, started, bound)
 
 

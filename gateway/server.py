@@ -313,10 +313,10 @@ async def _handle_rest(
             await response.prepare(request)
             await response.write(outgoing.body)
         else:
-            length = outgoing.content_length
-            response.content_length = outgoing.body.size if length is None else length
-            await response.prepare(request)
-            try:
+            try:  # the spooled answer is released whatever happens, a client gone included
+                length = outgoing.content_length
+                response.content_length = outgoing.body.size if length is None else length
+                await response.prepare(request)
                 async for chunk in outgoing.body.chunks():
                     await response.write(chunk)
             finally:
