@@ -2,7 +2,7 @@
 
     1. parse        path or headers to client, service, path; header values checked
     2. authenticate auth mode; RFC 9421 signature and Content-Digest against the body received;
-                    revocation, rate limit, replay (message id or what was signed, and nonce)
+                    revocation, rate limit, replay (message id, what was signed and nonce)
     2b. body        a JSON request body is validated (syntax, duplicate keys, depth, numbers)
     3. resolve      the service (rest or openapi) in the registry snapshot
     4. authorise    service code, method and normalised path; default deny
@@ -255,37 +255,28 @@ async def _authenticate_and_admit(
         await env.revocation.check_signer(signed.signer, anchors, incoming.received_at)
         exchange.signer_thumbprint = signed.signer.thumbprint_sha256
         exchange.signature_digest = signed.signature_value_digest
-    replay_id, also = _replay_ids(head, signed)
+    # Replay: the message id, the nonce, and what was signed (the digest of keyid and
+    # signature base, never the signature bytes: ECDSA's (r, n - s) verifies too, so a
+    # re-encoded copy of a request without an id would pass as new).
     await admit(
         env,
         entry,
-        replay_id,
+        head.message_id,
         signed_created=signed.created if signed else None,
         signed=signed is not None,
         now=incoming.received_at,
-        also=also,
+        also=_nonce_ids(signed),
+        signed_digest=signed.signature_base_digest if signed is not None else None,
     )
 
 
-# Replay names that no message id can spell: message ids never hold control characters.
-_SIGNED_BASE = "\x00rfc9421-base\x00"
+# A replay name that no message id can spell: message ids never hold control characters.
 _NONCE = "\x00rfc9421-nonce\x00"
 
 
-def _replay_ids(head: RestRequestHead, signed: VerifiedRest | None) -> tuple[str, tuple[str, ...]]:
-    """What must be new for a signed request to be accepted (SPEC 5.5).
-
-    The client's message id (covered by the signature whenever present); without one, what
-    was signed: the digest of keyid and signature base, never the signature bytes, which are
-    malleable (ECDSA's (r, n - s) verifies too) and would let a replay pass as new. An RFC
-    9421 ``nonce`` must be new as well.
-    """
-    if signed is None or not head.message_id_generated:
-        first = head.message_id
-    else:
-        first = _SIGNED_BASE + signed.signature_base_digest
-    also = (_NONCE + signed.nonce,) if signed is not None and signed.nonce is not None else ()
-    return first, also
+def _nonce_ids(signed: VerifiedRest | None) -> tuple[str, ...]:
+    """An RFC 9421 ``nonce`` must be new for the client too (SPEC 5.5)."""
+    return (_NONCE + signed.nonce,) if signed is not None and signed.nonce is not None else ()
 
 
 async def check_json_body(env: ExchangeEnv, incoming: RestIncoming) -> None:
