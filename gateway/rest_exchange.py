@@ -286,6 +286,7 @@ async def check_json_body(env: ExchangeEnv, incoming: RestIncoming) -> None:
     spool. Bodies above ``limits.max_json_validation_bytes`` are refused, never read whole.
     """
     body = incoming.body
+    # aiohttp's parser refuses a request with two Content-Type headers (400) before this.
     declared = [c for c in incoming.header_map().get("content-type", []) if is_json_media_type(c)]
     if not declared or body.size == 0:
         return

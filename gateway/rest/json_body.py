@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import NoReturn
 
 from gateway.rest.protocol import RestError
+from gateway.soap.mime import parse_content_type  # one RFC 9110 Content-Type parser
 
 __all__ = ["MAX_EXPONENT", "JsonLimits", "check_json", "is_json_media_type"]
 
@@ -47,19 +48,17 @@ class JsonLimits:
 
 def is_json_media_type(content_type: str | None) -> bool:
     """Whether a ``Content-Type`` names JSON: ``application/json`` or ``application/*+json``."""
-    if not content_type:
+    parsed = parse_content_type(content_type)
+    if parsed is None:
         return False
-    media = content_type.split(";", 1)[0].strip().lower()
-    kind, _, subtype = media.partition("/")
+    kind, _, subtype = parsed.media_type.partition("/")
     return kind == "application" and (subtype == "json" or subtype.endswith("+json"))
 
 
 def _charset(content_type: str) -> str | None:
-    for param in content_type.split(";")[1:]:
-        name, _, value = param.partition("=")
-        if name.strip().lower() == "charset":
-            return value.strip().strip('"').lower()
-    return None
+    parsed = parse_content_type(content_type)
+    charset = parsed.params.get("charset") if parsed is not None else None
+    return charset.lower() if charset is not None else None
 
 
 class _Invalid(Exception):

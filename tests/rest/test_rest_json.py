@@ -83,6 +83,14 @@ async def test_spooled_json_is_validated_off_the_loop(rest_gateway: RestDeployme
     assert len(rest_gateway.provider.requests) == 1
 
 
+async def test_a_quoted_charset_is_read_as_the_charset(rest_gateway: RestDeployment) -> None:
+    answer = await send(
+        rest_gateway.client, "POST", PETS, _json('application/json; charset="utf-16"'), b"{}"
+    )
+    assert answer["X-Road-Error"] == "Client.InvalidJson"
+    assert "charset=utf-16" in json.loads(answer.body)["message"]
+
+
 async def test_json_must_be_utf8(rest_gateway: RestDeployment) -> None:
     answer = await send(
         rest_gateway.client, "POST", PETS, _json("application/json; charset=utf-16"), b"{}"
