@@ -99,8 +99,10 @@ class BodyStorage:
     ) -> BodyFields:
         """The body fields of a record: ``sha512`` is the raw digest of the ``size`` bytes,
         ``load`` reads them (called only when they are stored; None when they cannot be
-        read whole, e.g. a body refused as too large). Raises `AuditError` (whose code is
-        ``LoggingFailed``, whatever went wrong)."""
+        read whole, e.g. a body refused as too large). What ``load`` returns must be the
+        bytes ``sha512`` covers: the digest is not computed again here (a spooled body
+        checks what it reads back from disk, `SpooledBody.read_all_blocking`). Raises
+        `AuditError` (whose code is ``LoggingFailed``, whatever went wrong)."""
         digest = base64.b64encode(sha512).decode("ascii")
         if policy == "none":
             return BodyFields(size=size, body_digest=None, body=None, body_policy="none")
@@ -117,11 +119,9 @@ class BodyStorage:
             return BodyFields(size=size, body_digest=digest, body=data, body_policy="plain")
         assert self.keyring is not None  # checked above
         try:
-            sealed = await self.keyring.seal_async(data, request_id, direction)
+            sealed = await self.keyring.seal_async(data, request_id, direction, digest=sha512)
         except BodyCryptoError as exc:
             raise AuditError(f"the body cannot be sealed for the audit log: {exc}") from exc
-        if sealed.binding.digest != sha512:
-            raise AuditError("the body read back does not match its digest")
         return BodyFields(
             size=size, body_digest=digest, body=sealed.envelope, body_policy="encrypted"
         )

@@ -26,10 +26,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import functools
 import hashlib
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar, Final, Literal
@@ -51,6 +52,7 @@ __all__ = [
     "BodyKeyring",
     "Envelope",
     "InvalidEnvelope",
+    "OpenBody",
     "SealedBody",
     "UnknownBodyKey",
     "load_body_key",
@@ -131,6 +133,11 @@ class BodyBinding:
     ) -> BodyBinding:
         """The binding of ``body`` in the record ``request_id``/``direction``."""
         return cls(request_id, direction, hashlib.sha512(body).digest())
+
+
+# Opens an envelope for the record its binding names: the plaintext, whose SHA-512 is the
+# binding's digest, or `AuditError` (`BodyKeyring.open` is one).
+OpenBody = Callable[[bytes, BodyBinding], bytes]
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,34 +248,54 @@ class BodyKeyring:
         return tuple(sorted(self._ciphers))
 
     def seal(
-        self, body: bytes, request_id: str, direction: Literal["request", "response"]
+        self,
+        body: bytes,
+        request_id: str,
+        direction: Literal["request", "response"],
+        *,
+        digest: bytes | None = None,
     ) -> SealedBody:
         """``body`` sealed under the current key for the record ``request_id``/``direction``.
 
-        The body is hashed once: `SealedBody.body_digest` is what the record stores.
+        ``digest`` is the raw SHA-512 of ``body`` when the caller already has it (the
+        pipeline hashes a body as it arrives); the body is then not hashed again, else it is
+        hashed once. `SealedBody.body_digest` is what the record stores. A ``digest`` that
+        is not the body's makes an envelope that never opens (`open` re-hashes).
         """
         if len(body) > _MAX_GCM - _TAG:
             raise InvalidEnvelope(f"a body of {len(body)} bytes is too large to encrypt")
-        binding = BodyBinding.for_body(body, request_id, direction)
+        if digest is None:
+            binding = BodyBinding.for_body(body, request_id, direction)
+        else:
+            binding = BodyBinding(request_id, direction, digest)
         header = _header(self.current, binding)
         nonce = os.urandom(_NONCE)
         envelope = header + nonce + self._ciphers[self.current].encrypt(nonce, body, header)
         return SealedBody(envelope=envelope, binding=binding)
 
     async def seal_async(
-        self, body: bytes, request_id: str, direction: Literal["request", "response"]
+        self,
+        body: bytes,
+        request_id: str,
+        direction: Literal["request", "response"],
+        *,
+        digest: bytes | None = None,
     ) -> SealedBody:
         """`seal`, in a worker thread for large bodies (never blocks the event loop long)."""
         if len(body) > _OFFLOAD:
-            return await asyncio.to_thread(self.seal, body, request_id, direction)
-        return self.seal(body, request_id, direction)
+            return await asyncio.to_thread(
+                functools.partial(self.seal, body, request_id, direction, digest=digest)
+            )
+        return self.seal(body, request_id, direction, digest=digest)
 
     def open(self, envelope: bytes, binding: BodyBinding | None = None) -> bytes:
         """The plaintext of ``envelope``; with ``binding``, only if it belongs to that record.
 
-        Raises `UnknownBodyKey`, `BodyBindingMismatch` or `InvalidEnvelope`. Without a
-        binding the plaintext is still checked against the digest the envelope names, so
-        a caller that compares that digest with the record's (``verify_log``) is safe.
+        Raises `UnknownBodyKey`, `BodyBindingMismatch` or `InvalidEnvelope`. The plaintext
+        is always checked against the digest the envelope names (the one hash of a read),
+        so with the record's binding it matches the record's ``body_digest``: a reader
+        that opens against `BodyBinding.of` the record needs no digest of its own. This is
+        an `OpenBody`.
         """
         parsed = parse_envelope(envelope)
         if binding is not None and parsed.binding != binding:

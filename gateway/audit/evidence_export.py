@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, ClassVar
 from cryptography import x509
 
 from gateway.audit.archive_lookup import ArchiveDirectory
+from gateway.audit.body_crypto import BodyBinding, OpenBody
 from gateway.audit.checkpoint import VerifierKey
 from gateway.audit.errors import AuditError, InvalidCheckpoint, RecordsArchived
 from gateway.audit.evidence import BodyForm, EvidenceError, EvidenceItem, build_evidence
@@ -70,7 +71,7 @@ async def collect_evidence(
     signer: EvidenceSigner,
     *,
     visible: Callable[[AuditRecord], bool] = lambda record: True,
-    open_body: Callable[[bytes], bytes] | None = None,
+    open_body: OpenBody | None = None,
     signer_certificates: Mapping[str, x509.Certificate] | None = None,
     now: datetime | None = None,
     archives: ArchiveDirectory | None = None,
@@ -140,7 +141,7 @@ async def _covering_checkpoint(store: AuditStore, last: int) -> StoredCheckpoint
 
 
 async def _body(
-    record: AuditRecord, open_body: Callable[[bytes], bytes] | None
+    record: AuditRecord, open_body: OpenBody | None
 ) -> tuple[bytes | None, BodyForm | None]:
     if record.body is None:
         return None, None
@@ -148,7 +149,7 @@ async def _body(
         return record.body, "plain"
     if open_body is None:
         return record.body, "envelope"
-    return await asyncio.to_thread(open_body, record.body), "plain"
+    return await asyncio.to_thread(open_body, record.body, BodyBinding.of(record)), "plain"
 
 
 def _read(path: Path, what: str) -> bytes:

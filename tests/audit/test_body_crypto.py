@@ -58,10 +58,24 @@ def test_round_trip_and_the_envelope_format() -> None:
     assert parsed.key_id == "k1" and parsed.binding == binding
     assert len(parsed.nonce) == 12 and len(parsed.ciphertext) == len(BODY) + 16
     assert keyring.open(envelope, binding) == BODY
-    assert keyring.open(envelope) == BODY  # what verify_log's open_body callback does
+    assert keyring.open(envelope) == BODY  # still checked against the envelope's digest
     assert _seal(keyring, BODY, binding) != envelope  # a fresh nonce each time
     empty = _binding(b"")
     assert keyring.open(_seal(keyring, b"", empty), empty) == b""
+
+
+def test_a_body_is_sealed_under_the_digest_the_pipeline_already_has() -> None:
+    """`BodyStorage` hashes a body as it arrives and hands that digest to ``seal``; a digest
+    that is not the body's makes an envelope that never opens."""
+    keyring = _keyring("k1")
+    binding = _binding()
+    sealed = keyring.seal(BODY, binding.request_id, binding.direction, digest=binding.digest)
+    assert sealed.binding == binding
+    assert keyring.open(sealed.envelope, binding) == BODY
+    wrong = BodyBinding(binding.request_id, binding.direction, bytes(64))
+    liar = keyring.seal(BODY, binding.request_id, binding.direction, digest=wrong.digest)
+    with pytest.raises(InvalidEnvelope, match="does not match the envelope's digest"):
+        keyring.open(liar.envelope, wrong)
 
 
 def test_a_keyring_travels_to_worker_processes() -> None:
