@@ -11,12 +11,9 @@ checkpoint answers 409 with ``Retry-After``; one that retention moved to an arch
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import math
-import os
 import re
-from dataclasses import dataclass, field
 from typing import Any, Final
 
 from aiohttp import web
@@ -24,53 +21,19 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from gateway.admin_auth import authenticate_admin, json_response, principal_scope
-from gateway.audit import AuditError, RecordsArchived, VerifierKey, load_log_key
+from gateway.audit import AuditError, RecordsArchived
 from gateway.audit.archive_lookup import ArchiveDirectory
-from gateway.audit.evidence import EvidenceError
 from gateway.audit.evidence_export import (
     EvidenceNotFound,
     EvidenceNotReady,
     EvidenceSigner,
     collect_evidence,
 )
-from gateway.settings import SettingsError
 from gateway.state import STATE, GatewayState
 
 __all__ = ["EVIDENCE_OPENAPI", "add_evidence_routes"]
 
 _UUID: Final = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
-
-
-@dataclass(slots=True)
-class _Keys:
-    """The log vkey, loaded once (the key file may be passphrase-encrypted, which is slow:
-    never on the event loop). Body keys are the gateway's own keyring (``env.bodies``)."""
-
-    log_key: VerifierKey | None = None
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-
-
-_KEYS = web.AppKey("evidence_keys", _Keys)
-
-
-def _load(state: GatewayState) -> VerifierKey:
-    settings = state.settings
-    if settings.keys.log_key is None:
-        raise EvidenceError("keys.log_key is not configured: the log has no checkpoints")
-    try:
-        passphrase = settings.keys.passphrase(os.environ)
-    except SettingsError as exc:
-        raise EvidenceError(str(exc)) from exc
-    key = load_log_key(settings.keys.log_key, passphrase)
-    return VerifierKey(settings.audit.origin, key.public_key())
-
-
-async def _log_key(request: web.Request) -> VerifierKey:
-    keys = request.app[_KEYS]
-    async with keys.lock:
-        if keys.log_key is None:
-            keys.log_key = await asyncio.to_thread(_load, request.app[STATE])
-    return keys.log_key
 
 
 def _known_certificates(state: GatewayState) -> dict[str, x509.Certificate]:
@@ -101,8 +64,13 @@ async def _evidence(request: web.Request) -> web.StreamResponse:
         raise web.HTTPServiceUnavailable()
     audit = state.settings.audit
     keyring = env.bodies.keyring
+    checkpointer = state.checkpointer  # holds the log key the gateway signs with
+    if checkpointer is None:
+        return _problem(
+            503, "EvidenceUnavailable", "keys.log_key is not configured: the log has no checkpoints"
+        )
     try:
-        signer = EvidenceSigner(env.signer.key, env.signer.certificate, await _log_key(request))
+        signer = EvidenceSigner(env.signer.key, env.signer.certificate, checkpointer.verifier_key)
         bundle = await collect_evidence(
             env.audit,
             request_id,
@@ -149,7 +117,6 @@ EVIDENCE_OPENAPI: Final[dict[str, Any]] = {
 
 def add_evidence_routes(app: web.Application, openapi: dict[str, Any] | None = None) -> None:
     """Add the evidence endpoint to the admin application (and to ``openapi``)."""
-    app[_KEYS] = _Keys()
     app.router.add_get("/audit/v1/evidence/{request_id}", _evidence)
     if openapi is not None:
         openapi["paths"].setdefault("/audit/v1/evidence/{request_id}", EVIDENCE_OPENAPI)

@@ -38,6 +38,7 @@ from gateway.audit.checkpointer import (
     Timestamper,
     TimestampOutcome,
     load_log_key,
+    verifier_key_from_settings,
 )
 from gateway.audit.errors import (
     AuditError,
@@ -191,6 +192,7 @@ __all__ = [
     "services_needing_body_keys",
     "sign_checkpoint",
     "timestamp_checker",
+    "verifier_key_from_settings",
     "verify_archive",
     "verify_archive_cli",
     "verify_chain",

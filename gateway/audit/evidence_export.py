@@ -190,17 +190,16 @@ async def export_evidence_cli(
 ) -> str:
     """``obmin audit export``: write the bundle of ``request_id`` to ``output``."""
     from gateway.audit.body_crypto import BodyKeyring
-    from gateway.audit.checkpointer import load_log_key
+    from gateway.audit.checkpointer import verifier_key_from_settings
     from gateway.audit.report import open_audit_store
     from security import load_certificate, load_private_key
 
     if settings.keys.log_key is None:
         raise InvalidCheckpoint("keys.log_key is not configured: the log has no checkpoints")
-    log_key = load_log_key(settings.keys.log_key, passphrase)
     signer = EvidenceSigner(
         key=load_private_key(settings.keys.signing_key, passphrase),
         certificate=load_certificate(settings.keys.signing_certificate),
-        log_key=VerifierKey(settings.audit.origin, log_key.public_key()),
+        log_key=verifier_key_from_settings(settings, passphrase),
     )
     keys = settings.audit.body_keys
     keyring = BodyKeyring.from_settings(keys) if keys is not None else None

@@ -307,6 +307,8 @@ async def test_evidence_not_yet_checkpointed_or_without_a_log_key(
         await fresh.append(drafts)
         other = GatewayState(state.settings)
         other.env = dataclasses.replace(state.env, audit=fresh)
+        other.checkpointer = state.checkpointer  # the running gateway's log key
+        assert other.checkpointer is not None
         admin = await aiohttp_client(create_admin_app(other))
         pending = await admin.get(f"/audit/v1/evidence/{drafts[0].request_id}", headers=AUDITOR)
         assert pending.status == 409
@@ -314,9 +316,27 @@ async def test_evidence_not_yet_checkpointed_or_without_a_log_key(
         assert "not yet covered by a signed checkpoint" in (await pending.json())["message"]
         keys = state.settings.keys.model_copy(update={"log_key": None})
         other.settings = state.settings.model_copy(update={"keys": keys})
+        other.checkpointer = None  # as a gateway without keys.log_key runs
         keyless = await aiohttp_client(create_admin_app(other))
         failed = await keyless.get(f"/audit/v1/evidence/{drafts[0].request_id}", headers=AUDITOR)
         assert failed.status == 503
         assert "keys.log_key is not configured" in (await failed.json())["message"]
     finally:
         await fresh.close()
+
+
+async def test_evidence_is_signed_with_the_log_key_the_gateway_holds(
+    rest_gateway: RestDeployment, tmp_path: Path
+) -> None:
+    """The endpoint takes the checkpointer's key: it never reads (or decrypts) the key
+    file again, so a key file gone since start, or a passphrase no longer in the
+    environment, does not matter to it."""
+    request_id = await _exchange(rest_gateway)
+    state = rest_gateway.client.app[STATE]
+    assert state.checkpointer is not None
+    keys = state.settings.keys.model_copy(update={"log_key": tmp_path / "gone.key"})
+    state.settings = state.settings.model_copy(update={"keys": keys})
+    response = await rest_gateway.admin.get(f"/audit/v1/evidence/{request_id}", headers=AUDITOR)
+    assert response.status == 200, await response.text()
+    report = verify_evidence(await response.read(), vkey=state.checkpointer.verifier_key)
+    assert report.request_id == request_id
