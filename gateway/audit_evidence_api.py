@@ -6,13 +6,14 @@ exchanges of members in their scope: another member's exchange answers 404, as a
 one does. Encrypted bodies are decrypted for the bundle when body keys are configured (an
 auditor with access to the exchange may read its bodies). An exchange not yet covered by a
 checkpoint answers 409 with ``Retry-After``; one that retention moved to an archive answers
-410 naming the archive, as a proof that needs archived records does.
+410 naming the archive, as a proof that needs archived records does. Authentication and
+errors are those of every auditor endpoint (`auditor_endpoint`, one status table): a
+store failure is logged with its details and answered 503 with a plain sentence.
 """
 
 from __future__ import annotations
 
 import hashlib
-import math
 import re
 from typing import Any, Final
 
@@ -20,15 +21,12 @@ from aiohttp import web
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from gateway.admin_auth import authenticate_admin, json_response, principal_scope
-from gateway.audit import AuditError, RecordsArchived
+from gateway.admin_auth import AdminPrincipal, principal_scope
+from gateway.audit import AuditStore, InvalidAuditQuery
 from gateway.audit.archive_lookup import ArchiveDirectory
-from gateway.audit.evidence_export import (
-    EvidenceNotFound,
-    EvidenceNotReady,
-    EvidenceSigner,
-    collect_evidence,
-)
+from gateway.audit.evidence import EvidenceError
+from gateway.audit.evidence_export import EvidenceNotFound, EvidenceSigner, collect_evidence
+from gateway.audit_api import auditor_endpoint, auditor_error
 from gateway.state import STATE, GatewayState
 
 __all__ = ["EVIDENCE_OPENAPI", "add_evidence_routes"]
@@ -47,32 +45,28 @@ def _known_certificates(state: GatewayState) -> dict[str, x509.Certificate]:
     return found
 
 
-def _problem(status: int, code: str, message: str) -> web.Response:
-    return json_response({"type": code, "message": message}, status=status)
-
-
-async def _evidence(request: web.Request) -> web.StreamResponse:
-    principal = authenticate_admin(request, "auditor")
-    if isinstance(principal, web.Response):
-        return principal
+async def _evidence(
+    request: web.Request, principal: AdminPrincipal, store: AuditStore
+) -> web.Response:
     request_id = request.match_info["request_id"]
     if not _UUID.fullmatch(request_id):
-        return _problem(400, "InvalidQuery", "the request id must be a lower-case UUID")
+        raise InvalidAuditQuery("the request id must be a lower-case UUID")
     state = request.app[STATE]
     env = state.env
-    if env is None:
-        raise web.HTTPServiceUnavailable()
-    audit = state.settings.audit
-    keyring = env.bodies.keyring
+    assert env is not None  # auditor_endpoint answered 503 without it
     checkpointer = state.checkpointer  # holds the log key the gateway signs with
     if checkpointer is None:
-        return _problem(
-            503, "EvidenceUnavailable", "keys.log_key is not configured: the log has no checkpoints"
+        return auditor_error(
+            503,
+            "keys.log_key is not configured: the log has no checkpoints",
+            EvidenceError.code,
         )
+    audit = state.settings.audit
+    keyring = env.bodies.keyring
+    signer = EvidenceSigner(env.signer.key, env.signer.certificate, checkpointer.verifier_key)
     try:
-        signer = EvidenceSigner(env.signer.key, env.signer.certificate, checkpointer.verifier_key)
         bundle = await collect_evidence(
-            env.audit,
+            store,
             request_id,
             signer,
             visible=principal_scope(principal),
@@ -81,16 +75,7 @@ async def _evidence(request: web.Request) -> web.StreamResponse:
             archives=ArchiveDirectory(audit.archive_dir, audit.origin),
         )
     except EvidenceNotFound:
-        return _problem(404, "NotFound", f"no exchange {request_id}")
-    except EvidenceNotReady as exc:
-        response = _problem(409, exc.code, str(exc))
-        interval = state.settings.audit.checkpoint_interval_seconds
-        response.headers["Retry-After"] = str(max(1, math.ceil(interval)))
-        return response
-    except RecordsArchived as exc:
-        return _problem(410, exc.code, str(exc))
-    except AuditError as exc:
-        return _problem(503, exc.code, str(exc))
+        return auditor_error(404, f"no exchange {request_id}")
     return web.Response(
         body=bundle,
         content_type="application/zip",
@@ -107,9 +92,11 @@ EVIDENCE_OPENAPI: Final[dict[str, Any]] = {
         ],
         "responses": {
             "200": {"description": "application/zip: see docs/auditor-guide.md"},
+            "400": {"description": "the request id is not a lower-case UUID"},
             "404": {"description": "unknown or out of scope"},
             "409": {"description": "not yet covered by a checkpoint (Retry-After)"},
             "410": {"description": "archived by retention (the archive is named)"},
+            "503": {"description": "the audit log cannot be read now"},
         },
     }
 }
@@ -117,7 +104,7 @@ EVIDENCE_OPENAPI: Final[dict[str, Any]] = {
 
 def add_evidence_routes(app: web.Application, openapi: dict[str, Any] | None = None) -> None:
     """Add the evidence endpoint to the admin application (and to ``openapi``)."""
-    app.router.add_get("/audit/v1/evidence/{request_id}", _evidence)
+    app.router.add_get("/audit/v1/evidence/{request_id}", auditor_endpoint(_evidence))
     if openapi is not None:
         openapi["paths"].setdefault("/audit/v1/evidence/{request_id}", EVIDENCE_OPENAPI)
         schemes = openapi.setdefault("components", {}).setdefault("securitySchemes", {})

@@ -19,6 +19,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+import structlog.testing
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from gateway.admin import create_admin_app
@@ -340,3 +341,43 @@ async def test_evidence_is_signed_with_the_log_key_the_gateway_holds(
     assert response.status == 200, await response.text()
     report = verify_evidence(await response.read(), vkey=state.checkpointer.verifier_key)
     assert report.request_id == request_id
+
+
+async def test_a_store_failure_answers_503_without_internal_text(
+    rest_gateway: RestDeployment, tmp_path: Path, aiohttp_client: Callable[..., Any]
+) -> None:
+    """STYLE 5: the auditor gets the code and a plain sentence; the log gets the details
+    (here the database's path), as on every other auditor endpoint."""
+    state = rest_gateway.client.app[STATE]
+    assert state.env is not None
+    database = tmp_path / "evidence.db"
+    store = SqliteAuditStore(database)
+    await store.open()
+    try:
+        drafts = exchange("m-1")
+        await store.append(drafts)
+        other = GatewayState(state.settings)
+        other.env = dataclasses.replace(state.env, audit=store)
+        other.checkpointer = state.checkpointer
+        admin = await aiohttp_client(create_admin_app(other))
+        away = database.with_name("moved.db")
+        database.rename(away)
+        try:
+            with structlog.testing.capture_logs() as logged:
+                failed = await admin.get(
+                    f"/audit/v1/evidence/{drafts[0].request_id}", headers=AUDITOR
+                )
+        finally:
+            away.rename(database)
+        assert failed.status == 503
+        text = await failed.text()
+        assert json.loads(text) == {
+            "type": "LoggingFailed",
+            "message": "the audit log cannot be read now",
+        }
+        assert str(tmp_path) not in text
+        (event,) = [e for e in logged if e["event"] == "auditor API: the audit log failed"]
+        assert event["path"] == f"/audit/v1/evidence/{drafts[0].request_id}"
+        assert event["log_level"] == "error" and str(database) in event["reason"]
+    finally:
+        await store.close()
