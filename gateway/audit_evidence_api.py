@@ -21,7 +21,7 @@ from aiohttp import web
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from gateway.admin_auth import AdminPrincipal, principal_scope
+from gateway.admin_auth import AdminPrincipal
 from gateway.audit import AuditStore, InvalidAuditQuery
 from gateway.audit.archive_lookup import ArchiveDirectory
 from gateway.audit.evidence import EvidenceError
@@ -69,7 +69,7 @@ async def _evidence(
             store,
             request_id,
             signer,
-            visible=principal_scope(principal),
+            members=principal.members,
             open_body=keyring.open if keyring is not None else None,
             signer_certificates=_known_certificates(state),
             archives=ArchiveDirectory(audit.archive_dir, audit.origin),

@@ -12,7 +12,7 @@ answered with `RecordsArchived`, naming the archive. ``obmin audit verify-eviden
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,6 +26,7 @@ from gateway.audit.checkpoint import VerifierKey
 from gateway.audit.errors import AuditError, InvalidCheckpoint, RecordsArchived
 from gateway.audit.evidence import BodyForm, EvidenceError, EvidenceItem, build_evidence
 from gateway.audit.evidence_verify import verify_evidence
+from gateway.audit.query import MAX_QUERY_LIMIT
 from gateway.audit.records import AuditRecord
 from gateway.audit.store import AuditStore, StoredCheckpoint
 from gateway.audit.tsa_verify import TsaTrust
@@ -70,7 +71,7 @@ async def collect_evidence(
     request_id: str,
     signer: EvidenceSigner,
     *,
-    visible: Callable[[AuditRecord], bool] = lambda record: True,
+    members: tuple[str, ...] = (),
     open_body: OpenBody | None = None,
     signer_certificates: Mapping[str, x509.Certificate] | None = None,
     now: datetime | None = None,
@@ -79,17 +80,20 @@ async def collect_evidence(
     """The evidence bundle of ``request_id`` from ``store``; raises `EvidenceNotFound`,
     `EvidenceNotReady`, `RecordsArchived` or `AuditError`.
 
-    Records ``visible`` rejects (an auditor's member scope) do not exist for this call.
+    ``members`` is an auditor's scope (empty: every record): records whose client and
+    service belong to none of them do not exist for this call. The scope is the stores'
+    own filter (`RecordQuery.members`), as for the auditor API's record queries.
     Bodies stored encrypted are decrypted with ``open_body`` when given (the auditor may
     read them), else exported as stored. ``signer_certificates`` maps thumbprints to the
     certificates the gateway knows (registry); a record's signer found there is included.
     ``archives`` is where retention puts this log's archives: an exchange found there (in
     whole or in part) raises `RecordsArchived` naming the file.
     """
-    records = [r for r in await store.by_request_id(request_id) if visible(r)]
+    scope = members or None
+    records = await store.query(request_id=request_id, members=scope, limit=MAX_QUERY_LIMIT)
     if not any(record.direction == "request" for record in records) and archives is not None:
-        found = await asyncio.to_thread(archives.find, request_id)
-        if found is not None and any(visible(r) for r in found.records):
+        found = await asyncio.to_thread(archives.find, request_id, members)
+        if found is not None:
             seqs = sorted(r.seq for r in found.records)
             raise RecordsArchived(
                 f"the records of request {request_id} (seq {', '.join(map(str, seqs))}) were"
