@@ -13,13 +13,12 @@ store failure is logged with its details and answered 503 with a plain sentence.
 
 from __future__ import annotations
 
-import hashlib
 import re
+from collections.abc import Callable
 from typing import Any, Final
 
 from aiohttp import web
 from cryptography import x509
-from cryptography.hazmat.primitives.serialization import Encoding
 
 from gateway.admin_auth import AdminPrincipal
 from gateway.audit import AuditStore, InvalidAuditQuery
@@ -27,22 +26,28 @@ from gateway.audit.archive_lookup import ArchiveDirectory
 from gateway.audit.evidence import EvidenceError
 from gateway.audit.evidence_export import EvidenceNotFound, EvidenceSigner, collect_evidence
 from gateway.audit_api import auditor_endpoint, auditor_error
-from gateway.state import STATE, GatewayState
+from gateway.state import STATE
+from registry import Registry, certificate_thumbprint
 
 __all__ = ["EVIDENCE_OPENAPI", "add_evidence_routes"]
 
 _UUID: Final = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
-def _known_certificates(state: GatewayState) -> dict[str, x509.Certificate]:
-    env = state.env
-    assert env is not None
-    found = {}
-    for entry in env.registry.all_clients():
-        for certificate in entry.signing_certificates:
-            der = certificate.public_bytes(Encoding.DER)
-            found[hashlib.sha256(der).hexdigest()] = certificate
-    return found
+def _pinned_signer(registry: Registry) -> Callable[[str], x509.Certificate | None]:
+    """Finds a record's signer among the registry's pinned signing certificates: a set
+    lookup per client (`ClientEntry.signing_thumbprints`, computed at load), and only the
+    one client that pins it has its certificates hashed to pick it out."""
+
+    def find(thumbprint: str) -> x509.Certificate | None:
+        for entry in registry.clients.values():
+            if thumbprint in entry.signing_thumbprints:
+                for certificate in entry.signing_certificates:
+                    if certificate_thumbprint(certificate) == thumbprint:
+                        return certificate
+        return None
+
+    return find
 
 
 async def _evidence(
@@ -71,7 +76,7 @@ async def _evidence(
             signer,
             members=principal.members,
             open_body=keyring.open if keyring is not None else None,
-            signer_certificates=_known_certificates(state),
+            signer_certificate=_pinned_signer(env.registry),
             archives=ArchiveDirectory(audit.archive_dir, audit.origin),
         )
     except EvidenceNotFound:

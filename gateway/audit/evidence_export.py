@@ -12,7 +12,7 @@ answered with `RecordsArchived`, naming the archive. ``obmin audit verify-eviden
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -73,7 +73,7 @@ async def collect_evidence(
     *,
     members: tuple[str, ...] = (),
     open_body: OpenBody | None = None,
-    signer_certificates: Mapping[str, x509.Certificate] | None = None,
+    signer_certificate: Callable[[str], x509.Certificate | None] | None = None,
     now: datetime | None = None,
     archives: ArchiveDirectory | None = None,
 ) -> bytes:
@@ -84,8 +84,9 @@ async def collect_evidence(
     service belong to none of them do not exist for this call. The scope is the stores'
     own filter (`RecordQuery.members`), as for the auditor API's record queries.
     Bodies stored encrypted are decrypted with ``open_body`` when given (the auditor may
-    read them), else exported as stored. ``signer_certificates`` maps thumbprints to the
-    certificates the gateway knows (registry); a record's signer found there is included.
+    read them), else exported as stored. ``signer_certificate`` looks a thumbprint up
+    among the certificates the gateway knows (registry); a record's signer found there is
+    included (only the record's one or two thumbprints are looked up).
     ``archives`` is where retention puts this log's archives: an exchange found there (in
     whole or in part) raises `RecordsArchived` naming the file.
     """
@@ -115,9 +116,10 @@ async def collect_evidence(
         proof = await store.inclusion_proof(record.seq, checkpoint.size)
         body, form = await _body(record, open_body)
         items.append(EvidenceItem(record=record, proof=proof, body=body, body_form=form))
-    known = signer_certificates or {}
     thumbprints = {r.signer_thumbprint for r in records if r.signer_thumbprint is not None}
-    certificates = [known[t] for t in sorted(thumbprints) if t in known]
+    lookup = signer_certificate or (lambda thumbprint: None)
+    pinned = (lookup(thumbprint) for thumbprint in sorted(thumbprints))
+    certificates = [certificate for certificate in pinned if certificate is not None]
     return await asyncio.to_thread(
         build_evidence,
         request_id=request_id,

@@ -70,7 +70,7 @@ class Exported:
             self.store,
             self.request_id,
             self.signer,
-            signer_certificates={_thumbprint(self.member.certificate): self.member.certificate},
+            signer_certificate={_thumbprint(self.member.certificate): self.member.certificate}.get,
             **options,  # type: ignore[arg-type]
         )
 

@@ -33,6 +33,7 @@ from security import IssuedCert, PkiLayout, init_pki, load_certificate
 from security.pki_certs import issue_tls_client_cert, issue_tls_server_cert
 from tests.audit.drafts import exchange
 from tests.rest.conftest import CLIENT, SERVICE, RestDeployment
+from tests.rest.test_rest_signed import BODY, PATH, _signed
 
 AUDITOR = {"Authorization": "Bearer aud"}
 
@@ -381,3 +382,25 @@ async def test_a_store_failure_answers_503_without_internal_text(
         assert event["log_level"] == "error" and str(database) in event["reason"]
     finally:
         await store.close()
+
+
+async def test_the_bundle_carries_the_pinned_signer_certificate(
+    rest_gateway: RestDeployment,
+) -> None:
+    """The registry pins the signer's certificate for its client: the bundle includes it,
+    found by the record's thumbprint among the precomputed pinned thumbprints."""
+    request = _signed(rest_gateway, "signed-evidence")
+    response = await rest_gateway.client.post(PATH, data=BODY, headers=request.headers)
+    assert response.status == 200, await response.text()
+    request_id = response.headers["X-Road-Request-Id"]
+    for _ in range(100):  # a checkpoint every 2 records or 0.2 s
+        bundle = await rest_gateway.admin.get(f"/audit/v1/evidence/{request_id}", headers=AUDITOR)
+        if bundle.status != 409:
+            break
+        await asyncio.sleep(0.05)
+    assert bundle.status == 200, await bundle.text()
+    gateway_certificate = load_certificate(rest_gateway.pki / "gateway" / "sign.crt")
+    report = verify_evidence(await bundle.read(), gateway_certificate=gateway_certificate)
+    signer = load_certificate(rest_gateway.signer.cert_path)
+    assert report.records[0].direction == "request"
+    assert report.records[0].signer_certificate == signer
