@@ -37,7 +37,6 @@ __all__ = [
     "BodyFields",
     "BodyStorage",
     "body_digest",
-    "body_fields",
     "services_needing_body_keys",
 ]
 
@@ -51,27 +50,12 @@ def body_digest(data: bytes) -> str:
 
 
 class BodyFields(TypedDict):
-    """The body-related fields of a draft, filled consistently by `body_fields`."""
+    """The body-related fields of a draft, filled consistently by `BodyStorage`."""
 
     size: int
     body_digest: str | None
     body: bytes | None
     body_policy: AuditBody
-
-
-def body_fields(body: bytes, policy: AuditBody) -> BodyFields:
-    """Size, digest and (under policy ``plain`` only) the body, for ``AuditRecordDraft(**...)``.
-
-    ``none`` keeps the size only: a digest of a short body (a personal code) could be
-    guessed by brute force. ``digest`` keeps the SHA-512. This function has no keys:
-    ``encrypted`` keeps the digest only here (`BodyStorage.fields` seals the body).
-    """
-    return BodyFields(
-        size=len(body),
-        body_digest=None if policy == "none" else body_digest(body),
-        body=body if policy == "plain" else None,
-        body_policy=policy,
-    )
 
 
 def services_needing_body_keys(services: Iterable[ServiceEntry]) -> list[str]:
@@ -97,7 +81,10 @@ class BodyStorage:
         sha512: bytes,
         load: Callable[[], Awaitable[bytes]] | None,
     ) -> BodyFields:
-        """The body fields of a record: ``sha512`` is the raw digest of the ``size`` bytes,
+        """The body fields of a record under ``policy``: ``none`` keeps the size only (a
+        digest of a short body, a personal code, could be guessed by brute force);
+        ``digest`` the SHA-512 too; ``plain`` also the body; ``encrypted`` also its sealed
+        envelope. ``sha512`` is the raw digest of the ``size`` bytes,
         ``load`` reads them (called only when they are stored; None when they cannot be
         read whole, e.g. a body refused as too large). What ``load`` returns must be the
         bytes ``sha512`` covers: the digest is not computed again here (a spooled body
