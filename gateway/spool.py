@@ -69,11 +69,15 @@ class SpooledBody:
         return len(self._memory)
 
     async def write(self, chunk: bytes) -> None:
-        """Append ``chunk``; raises `TooLarge` past the limit, `SpoolFailed` on a disk error."""
-        self.size += len(chunk)
-        if self.size > self._limit:
+        """Append ``chunk``; raises `TooLarge` past the limit, `SpoolFailed` on a disk error.
+
+        A chunk refused as too large is not counted: `size` is always what the digests
+        cover (the bytes accepted before the refusal).
+        """
+        if self.size + len(chunk) > self._limit:
             self.close()
             raise TooLarge(f"the body is larger than {self._limit} bytes", code=self._code)
+        self.size += len(chunk)
         self._sha256.update(chunk)
         self._sha512.update(chunk)
         if self._file is None and len(self._memory) + len(chunk) <= self._threshold:

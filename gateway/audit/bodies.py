@@ -13,6 +13,12 @@ configured is refused before it can be called (`services_needing_body_keys`, che
 start and on every registry reload); should a draft still meet one, it fails with
 `AuditError` (``LoggingFailed``), as a body that cannot be sealed does: fail closed, never
 stored in clear, never forwarded unlogged.
+
+An *incomplete* body — a request refused as too large while (or before) it was read, SOAP
+and REST alike — is recorded by `BodyStorage.incomplete`: the size of the bytes accepted
+before the refusal (0 when the Content-Length alone refused it), no digest and policy
+``none``, whatever the service asks: a digest of a prefix, or of nothing, would describe
+bytes that are not the message.
 """
 
 from __future__ import annotations
@@ -85,11 +91,14 @@ class BodyStorage:
         digest of a short body, a personal code, could be guessed by brute force);
         ``digest`` the SHA-512 too; ``plain`` also the body; ``encrypted`` also its sealed
         envelope. ``sha512`` is the raw digest of the ``size`` bytes,
-        ``load`` reads them (called only when they are stored; None when they cannot be
-        read whole, e.g. a body refused as too large). What ``load`` returns must be the
+        ``load`` reads them (called only when they are stored); None means the body is
+        incomplete (refused as too large while it was read): it is then recorded as
+        `incomplete` says, and ``sha512`` is not used. What ``load`` returns must be the
         bytes ``sha512`` covers: the digest is not computed again here (a spooled body
         checks what it reads back from disk, `SpooledBody.read_all_blocking`). Raises
         `AuditError` (whose code is ``LoggingFailed``, whatever went wrong)."""
+        if load is None:
+            return self.incomplete(size)
         digest = base64.b64encode(sha512).decode("ascii")
         if policy == "none":
             return BodyFields(size=size, body_digest=None, body=None, body_policy="none")
@@ -97,7 +106,7 @@ class BodyStorage:
             raise AuditError(
                 "a service has body policy encrypted, but audit.body_keys is not configured"
             )
-        if policy == "digest" or load is None or size > self.max_stored_bytes:
+        if policy == "digest" or size > self.max_stored_bytes:
             return BodyFields(size=size, body_digest=digest, body=None, body_policy="digest")
         data = await load()
         if len(data) != size:
@@ -112,6 +121,12 @@ class BodyStorage:
         return BodyFields(
             size=size, body_digest=digest, body=sealed.envelope, body_policy="encrypted"
         )
+
+    @staticmethod
+    def incomplete(size: int) -> BodyFields:
+        """The body fields of an incomplete body (see the module docstring): ``size``
+        bytes were accepted before it was refused; no digest, policy ``none``."""
+        return BodyFields(size=size, body_digest=None, body=None, body_policy="none")
 
     async def fields_of(
         self, body: bytes, policy: AuditBody, request_id: str, direction: Direction

@@ -198,7 +198,9 @@ class AuditRecordDraft:
     only) is rounded to whole microseconds. ``body_digest`` is absent only under body
     policy ``none``; ``body`` is present only under ``plain`` (the bytes, ``size`` long) or
     ``encrypted`` (an opaque envelope of any length); `BodyStorage` fills ``size``,
-    ``body_digest``, ``body`` and ``body_policy`` consistently from the body and the policy.
+    ``body_digest``, ``body`` and ``body_policy`` consistently from the body and the policy
+    (a request body refused as too large while it was read is incomplete: its size, no
+    digest, policy ``none``, `BodyStorage.incomplete`).
     Invalid values raise `InvalidAuditRecord` at construction, never later in the writer.
     """
 

@@ -91,6 +91,7 @@ async def test_limit_raises_and_releases_the_file(tmp_path: Path) -> None:
     with pytest.raises(TooLarge) as caught:
         await body.write(b"x" * 200 * KIB)
     assert str(300 * KIB) in str(caught.value)
+    assert body.size == 200 * KIB  # the refused chunk is not counted: size is what is digested
     assert fault_for(caught.value).full_code() == "Server.ServerProxy.ServiceFailed.MessageTooLarge"
     assert _spool_files(tmp_path) == []  # released at once, not when the caller closes
 
