@@ -30,7 +30,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final, TypedDict
 
-from gateway.audit.body_crypto import BodyCryptoError, BodyKeyring
+from gateway.audit.body_crypto import OFFLOAD_BYTES, BodyCryptoError, BodyKeyring
 from gateway.audit.errors import AuditError
 from registry.models import AuditBody
 
@@ -47,7 +47,6 @@ __all__ = [
 ]
 
 DEFAULT_MAX_STORED: Final = 1024 * 1024
-_OFFLOAD: Final = 256 * 1024  # bodies larger than this are hashed in a worker thread
 
 
 def body_digest(data: bytes) -> str:
@@ -132,7 +131,7 @@ class BodyStorage:
         self, body: bytes, policy: AuditBody, request_id: str, direction: Direction
     ) -> BodyFields:
         """`fields` of a body held in memory (SOAP messages, error answers)."""
-        if len(body) > _OFFLOAD:
+        if len(body) > OFFLOAD_BYTES:
             sha512 = await asyncio.to_thread(lambda: hashlib.sha512(body).digest())
         else:
             sha512 = hashlib.sha512(body).digest()

@@ -69,7 +69,8 @@ _UUID: Final = 36
 _KEY_ID = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
 _UUID_RE = re.compile(rb"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _DIRECTIONS: Final[dict[str, int]] = {"request": 1, "response": 2}
-_OFFLOAD: Final = 256 * 1024  # bodies larger than this are sealed in a worker thread
+# Bodies larger than this are hashed and sealed in a worker thread (bodies.py hashes too).
+OFFLOAD_BYTES: Final = 256 * 1024
 _MAX_GCM: Final = 2**31 - 1  # cryptography's limit on one AES-GCM message
 
 
@@ -282,7 +283,7 @@ class BodyKeyring:
         digest: bytes | None = None,
     ) -> SealedBody:
         """`seal`, in a worker thread for large bodies (never blocks the event loop long)."""
-        if len(body) > _OFFLOAD:
+        if len(body) > OFFLOAD_BYTES:
             return await asyncio.to_thread(
                 functools.partial(self.seal, body, request_id, direction, digest=digest)
             )
