@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import types
 from collections.abc import Mapping
 from pathlib import Path
@@ -144,14 +143,18 @@ class BodyKeySettings(_Model):
     """Keys for bodies under policy ``encrypted`` (SPEC 8): files of 32 random bytes (raw or
     base64), by key id. ``current`` seals new bodies; the others stay to open old ones."""
 
-    current: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$")
+    current: str  # one of the key ids, so a key id too
     keys: dict[str, Path] = Field(min_length=1)
 
     @model_validator(mode="after")
     def _current_is_configured(self) -> BodyKeySettings:
+        from gateway.audit.body_crypto import BodyKeyError, check_key_id
+
         for key_id in self.keys:
-            if not re.fullmatch(r"[a-z0-9][a-z0-9._-]{0,63}", key_id):
-                raise ValueError(f"key id {key_id!r} is not 1-64 of a-z 0-9 . _ -")
+            try:
+                check_key_id(key_id)  # the envelope format's rule, defined once there
+            except BodyKeyError as exc:
+                raise ValueError(str(exc)) from exc
         if self.current not in self.keys:
             raise ValueError(f"current key {self.current!r} is not among keys")
         return self

@@ -55,6 +55,7 @@ __all__ = [
     "OpenBody",
     "SealedBody",
     "UnknownBodyKey",
+    "check_key_id",
     "load_body_key",
     "parse_envelope",
     "write_body_key",
@@ -66,7 +67,7 @@ _NONCE: Final = 12
 _TAG: Final = 16
 _DIGEST: Final = 64
 _UUID: Final = 36
-_KEY_ID = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
+_KEY_ID = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")  # the one definition of a body key id
 _UUID_RE = re.compile(rb"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _DIRECTIONS: Final[dict[str, int]] = {"request": 1, "response": 2}
 # Bodies larger than this are hashed and sealed in a worker thread (bodies.py hashes too).
@@ -165,6 +166,14 @@ def _header(key_id: str, binding: BodyBinding) -> bytes:
     )
 
 
+def check_key_id(key_id: str) -> None:
+    """Raise `BodyKeyError` unless ``key_id`` is a body key id: 1-64 of a-z 0-9 . _ -,
+    starting with a letter or digit (what an envelope header can carry). The settings
+    (``audit.body_keys``) and `BodyKeyring` both check with this."""
+    if not _KEY_ID.fullmatch(key_id):
+        raise BodyKeyError(f"body key id {key_id!r} is not 1-64 of a-z 0-9 . _ -")
+
+
 def parse_envelope(envelope: bytes) -> Envelope:
     """Split an envelope into its fields; raises `InvalidEnvelope` when malformed."""
     if len(envelope) < len(_MAGIC) + 1 or envelope[:4] != _MAGIC:
@@ -219,8 +228,7 @@ class BodyKeyring:
 
     def __init__(self, keys: Mapping[str, bytes], current: str) -> None:
         for key_id, key in keys.items():
-            if not _KEY_ID.fullmatch(key_id):
-                raise BodyKeyError(f"body key id {key_id!r} is not 1-64 of a-z 0-9 . _ -")
+            check_key_id(key_id)
             if len(key) != KEY_SIZE:
                 raise BodyKeyError(f"body key {key_id!r} is {len(key)} bytes, not {KEY_SIZE}")
         if current not in keys:

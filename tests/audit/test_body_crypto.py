@@ -228,3 +228,27 @@ def test_settings_load_the_keyring_with_paths_relative_to_the_file(tmp_path: Pat
         BodyKeyring.from_settings(moved.audit.body_keys)
     with pytest.raises(SettingsError, match=r"audit\.body_keys.*current key 'k9'"):
         load_settings(config, environ={"OBMIN_AUDIT__BODY_KEYS__CURRENT": "k9"})
+
+
+def test_settings_check_key_ids_as_the_envelope_format_does(tmp_path: Path) -> None:
+    """One rule for a key id (`check_key_id`), in the settings as in `BodyKeyring`."""
+    (tmp_path / "registry").mkdir()
+    config = tmp_path / "gateway.yaml"
+
+    def load(body_keys: str) -> None:
+        config.write_text(
+            "registry_dir: registry\n"
+            "keys: {signing_certificate: a.crt, signing_key: a.key}\n"
+            f"audit:\n  body_keys: {body_keys}\n"
+        )
+        load_settings(config, environ={})
+
+    load("{current: k.2026_a-b, keys: {k.2026_a-b: k.key}}")
+    with pytest.raises(SettingsError, match=r"audit\.body_keys.*body key id 'K 1' is not 1-64"):
+        load("{current: K 1, keys: {K 1: k.key}}")
+    with pytest.raises(SettingsError, match=r"body key id '-k' is not 1-64"):
+        load("{current: k1, keys: {k1: a.key, -k: b.key}}")
+    with pytest.raises(SettingsError, match=r"body key id '" + "k" * 65):
+        load(f"{{current: k1, keys: {{k1: a.key, {'k' * 65}: b.key}}}}")
+    with pytest.raises(SettingsError, match=r"current key 'K 1' is not among keys"):
+        load("{current: K 1, keys: {k1: k.key}}")
