@@ -404,3 +404,14 @@ async def test_the_bundle_carries_the_pinned_signer_certificate(
     signer = load_certificate(rest_gateway.signer.cert_path)
     assert report.records[0].direction == "request"
     assert report.records[0].signer_certificate == signer
+
+
+def test_an_admin_certificate_subject_is_parsed_once_at_load(auditors: Auditors) -> None:
+    """The RFC 4514 subject is parsed when the settings load (and refused there if it is
+    not one); `subject_name` is what a handshake's certificate subject is compared with."""
+    by_subject, by_thumbprint = _configured(auditors)[1], _configured(auditors)[0]
+    assert by_subject.subject_name == auditors.by_subject.certificate.subject
+    assert by_subject.subject_name != auditors.out_of_scope.certificate.subject
+    assert by_thumbprint.subject_name is None
+    with pytest.raises(ValueError, match="not an RFC 4514 name"):
+        AdminCertificate(name="bad", subject="no equals sign")
