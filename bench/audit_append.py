@@ -27,10 +27,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import asyncpg
 
-from gateway.audit import AuditRecordDraft, PostgresAuditStore, SqliteAuditStore, body_fields
+from gateway.audit import AuditRecordDraft, PostgresAuditStore, SqliteAuditStore, body_digest
 from gateway.audit.store import AuditStore
 
 BODY = b"<soap:Envelope>" + b"x" * 2000 + b"</soap:Envelope>"  # about 2 KB, as in SPEC P1
+DIGEST = body_digest(BODY)  # records under body policy digest
 
 
 def _drafts(count: int, per_call: int) -> list[list[AuditRecordDraft]]:
@@ -55,7 +56,9 @@ def _drafts(count: int, per_call: int) -> list[list[AuditRecordDraft]]:
                     auth_mode="signature",
                     http_status=None if j == 0 else 200,
                     duration_ms=None if j == 0 else 3.2,
-                    **body_fields(BODY, "digest"),
+                    size=len(BODY),
+                    body_digest=DIGEST,
+                    body_policy="digest",
                 )
                 for j in range(per_call)
             ]

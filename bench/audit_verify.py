@@ -44,7 +44,7 @@ from gateway.audit import (
     PostgresSource,
     SqliteAuditStore,
     SqliteSource,
-    body_fields,
+    body_digest,
     format_time,
 )
 from gateway.audit.checkpoint import VerifierKey, sign_checkpoint
@@ -90,7 +90,9 @@ def _templates() -> list[dict[str, object]]:
             signer_thumbprint="ab" * 32,
             http_status=None if direction == "request" else 200,
             duration_ms=None if direction == "request" else 3.25,
-            **body_fields(BODY, "digest"),
+            size=len(BODY),
+            body_digest=body_digest(BODY),
+            body_policy="digest",
         )
         documents.append(orjson.loads(draft.to_record(0).to_canonical_json()))
     return documents

@@ -5,28 +5,22 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 import orjson
 from aiohttp import web
 
 from gateway.admin_tls import match_admin_certificate
-from gateway.audit.records import member_of
 from gateway.settings import AdminToken
 from gateway.state import STATE
 from gateway.tls import peer_certificate
-
-if TYPE_CHECKING:
-    from gateway.audit import AuditRecord
 
 __all__ = [
     "AdminPrincipal",
     "authenticate_admin",
     "authenticate_token",
     "json_response",
-    "principal_scope",
 ]
 
 
@@ -90,20 +84,3 @@ def authenticate_admin(request: web.Request, role: str) -> AdminPrincipal | web.
     if isinstance(token, web.Response):
         return token
     return AdminPrincipal(token.name, token.roles, token.members, "token")
-
-
-def principal_scope(principal: AdminPrincipal) -> Callable[[AuditRecord], bool]:
-    """Whether a record is visible to ``principal``: its client or service belongs to a
-    member in scope (every record when the scope is empty).
-
-    The same rule as the stores' ``members`` filter (`RecordQuery.members`), which matches
-    the member columns `member_of` fills: the auditor API passes ``principal.members`` to
-    the store; this predicate is for records already read (evidence)."""
-    if not principal.members:
-        return lambda record: True
-    members = frozenset(principal.members)
-
-    def visible(record: AuditRecord) -> bool:
-        return member_of(record.client) in members or member_of(record.service) in members
-
-    return visible

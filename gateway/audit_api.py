@@ -16,6 +16,7 @@ by `parse_records_query`, a pure function that turns anything malformed into
 from __future__ import annotations
 
 import base64
+import math
 import re
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
@@ -37,10 +38,17 @@ from gateway.audit import (
     RecordsArchived,
     leaf_hash,
 )
+from gateway.audit.evidence_export import EvidenceNotReady
 from gateway.audit.query import MAX_SEQ, parse_status
 from gateway.state import STATE
 
-__all__ = ["PAGE_MAX", "add_audit_routes", "parse_records_query"]
+__all__ = [
+    "PAGE_MAX",
+    "add_audit_routes",
+    "auditor_endpoint",
+    "auditor_error",
+    "parse_records_query",
+]
 
 log = structlog.get_logger("obmin.audit")
 
@@ -52,9 +60,22 @@ _PARAMETERS: Final = frozenset(
 _INTEGER = re.compile(r"-?[0-9]{1,20}")  # ASCII digits only: int() also reads other scripts'
 
 
-def _error(status: int, message: str) -> web.Response:
-    kinds = {400: "InvalidQuery", 404: "NotFound", 410: "RecordsArchived", 503: "LoggingFailed"}
-    return json_response({"type": kinds[status], "message": message}, status=status)
+# The one status table of the auditor API (records, proofs, checkpoint, evidence): the
+# ``type`` each status answers with, unless the answer names a more precise code.
+_KINDS: Final[dict[int, str]] = {
+    400: "InvalidQuery",
+    404: "NotFound",
+    409: "EvidenceNotReady",
+    410: "RecordsArchived",
+    503: "LoggingFailed",
+}
+
+
+def auditor_error(status: int, message: str, code: str | None = None) -> web.Response:
+    """An auditor API error: ``{"type", "message"}`` with the status; ``message`` is a plain
+    sentence for the caller (never an exception's internal text), ``code`` overrides the
+    status's ``type``."""
+    return json_response({"type": code or _KINDS[status], "message": message}, status=status)
 
 
 def _b64(data: bytes) -> str:
@@ -137,25 +158,41 @@ def parse_records_query(
 _Handler = Callable[[web.Request, AdminPrincipal, AuditStore], Awaitable[web.Response]]
 
 
-def _auditor(handler: _Handler) -> Callable[[web.Request], Awaitable[web.Response]]:
-    """Authenticate, find the store, and map audit errors to statuses (never a 500)."""
+def auditor_endpoint(handler: _Handler) -> Callable[[web.Request], Awaitable[web.Response]]:
+    """Authenticate, find the store, and map audit errors to statuses (never a 500).
+
+    Every auditor endpoint goes through here. The messages of `InvalidAuditQuery`,
+    `EvidenceNotReady` (409, with ``Retry-After``: the next checkpoint) and
+    `RecordsArchived` (410, naming the archive file) are written for the auditor; any other
+    `AuditError` (a store or key failure, whose text may name paths or database errors) is
+    logged with its details and answered 503 with a plain sentence.
+    """
 
     async def handle(request: web.Request) -> web.Response:
         principal = authenticate_admin(request, "auditor")
         if isinstance(principal, web.Response):
             return principal
-        env = request.app[STATE].env
+        state = request.app[STATE]
+        env = state.env
         if env is None:
             raise web.HTTPServiceUnavailable()
         try:
             return await handler(request, principal, env.audit)
         except InvalidAuditQuery as exc:
-            return _error(400, str(exc))
+            return auditor_error(400, str(exc))
+        except EvidenceNotReady as exc:
+            response = auditor_error(409, str(exc))
+            interval = state.settings.audit.checkpoint_interval_seconds
+            response.headers["Retry-After"] = str(max(1, math.ceil(interval)))
+            return response
         except RecordsArchived as exc:
-            return _error(410, str(exc))
+            return auditor_error(410, str(exc))
         except AuditError as exc:
-            log.exception("auditor API: the audit store failed", reason=str(exc))
-            return _error(503, "the audit log cannot be read now")
+            log.exception(
+                "auditor API: the audit log failed",
+                path=request.path, code=exc.code, reason=str(exc),
+            )  # fmt: skip
+            return auditor_error(503, "the audit log cannot be read now")
 
     return handle
 
@@ -183,7 +220,7 @@ async def _record(
     seq = _integer(text, "the sequence number", 0, MAX_SEQ)
     batch = await store.query(after_seq=seq - 1, limit=1, members=principal.members or None)
     if not batch or batch[0].seq != seq:
-        return _error(404, f"no record {seq}")
+        return auditor_error(404, f"no record {seq}")
     record = batch[0]
     body: dict[str, Any] = {"record": _recordjson_response(record), "inclusion_proof": None}
     latest = await store.latest_checkpoint()
@@ -203,7 +240,7 @@ async def _checkpoint(
 ) -> web.Response:
     latest = await store.latest_checkpoint()
     if latest is None:
-        return _error(404, "no checkpoint has been signed yet")
+        return auditor_error(404, "no checkpoint has been signed yet")
     cp = latest.checkpoint
     return json_response(
         {
@@ -225,12 +262,12 @@ async def _consistency(
 ) -> web.Response:
     unknown = set(request.query) - {"from", "to"}
     if unknown or "from" not in request.query or "to" not in request.query:
-        return _error(400, "give exactly from and to (tree sizes)")
+        return auditor_error(400, "give exactly from and to (tree sizes)")
     old = _integer(request.query["from"], "from", 1, MAX_SEQ)
     new = _integer(request.query["to"], "to", 1, MAX_SEQ)
     size = await store.count()
     if not old <= new <= size:
-        return _error(400, f"need 0 < from <= to <= {size}")
+        return auditor_error(400, f"need 0 < from <= to <= {size}")
     proof = await store.consistency_proof(old, new)
     return json_response({"from": old, "to": new, "hashes": [_b64(h) for h in proof]})
 
@@ -241,10 +278,10 @@ async def _openapi(request: web.Request) -> web.Response:
 
 def add_audit_routes(app: web.Application) -> None:
     """Add the auditor API to the admin application."""
-    app.router.add_get("/audit/v1/records", _auditor(_records))
-    app.router.add_get("/audit/v1/records/{seq}", _auditor(_record))
-    app.router.add_get("/audit/v1/checkpoint", _auditor(_checkpoint))
-    app.router.add_get("/audit/v1/proofs/consistency", _auditor(_consistency))
+    app.router.add_get("/audit/v1/records", auditor_endpoint(_records))
+    app.router.add_get("/audit/v1/records/{seq}", auditor_endpoint(_record))
+    app.router.add_get("/audit/v1/checkpoint", auditor_endpoint(_checkpoint))
+    app.router.add_get("/audit/v1/proofs/consistency", auditor_endpoint(_consistency))
     app.router.add_get("/audit/v1/openapi.json", _openapi)
 
 

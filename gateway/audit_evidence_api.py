@@ -6,123 +6,81 @@ exchanges of members in their scope: another member's exchange answers 404, as a
 one does. Encrypted bodies are decrypted for the bundle when body keys are configured (an
 auditor with access to the exchange may read its bodies). An exchange not yet covered by a
 checkpoint answers 409 with ``Retry-After``; one that retention moved to an archive answers
-410 naming the archive, as a proof that needs archived records does.
+410 naming the archive, as a proof that needs archived records does. Authentication and
+errors are those of every auditor endpoint (`auditor_endpoint`, one status table): a
+store failure is logged with its details and answered 503 with a plain sentence.
 """
 
 from __future__ import annotations
 
-import asyncio
-import hashlib
-import math
-import os
 import re
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Any, Final
 
 from aiohttp import web
 from cryptography import x509
-from cryptography.hazmat.primitives.serialization import Encoding
 
-from gateway.admin_auth import authenticate_admin, json_response, principal_scope
-from gateway.audit import AuditError, RecordsArchived, VerifierKey, load_log_key
+from gateway.admin_auth import AdminPrincipal
+from gateway.audit import AuditStore, InvalidAuditQuery
 from gateway.audit.archive_lookup import ArchiveDirectory
 from gateway.audit.evidence import EvidenceError
-from gateway.audit.evidence_export import (
-    EvidenceNotFound,
-    EvidenceNotReady,
-    EvidenceSigner,
-    collect_evidence,
-)
-from gateway.settings import SettingsError
-from gateway.state import STATE, GatewayState
+from gateway.audit.evidence_export import EvidenceNotFound, EvidenceSigner, collect_evidence
+from gateway.audit_api import auditor_endpoint, auditor_error
+from gateway.state import STATE
+from registry import Registry, certificate_thumbprint
 
 __all__ = ["EVIDENCE_OPENAPI", "add_evidence_routes"]
 
 _UUID: Final = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
-@dataclass(slots=True)
-class _Keys:
-    """The log vkey, loaded once (the key file may be passphrase-encrypted, which is slow:
-    never on the event loop). Body keys are the gateway's own keyring (``env.bodies``)."""
+def _pinned_signer(registry: Registry) -> Callable[[str], x509.Certificate | None]:
+    """Finds a record's signer among the registry's pinned signing certificates: a set
+    lookup per client (`ClientEntry.signing_thumbprints`, computed at load), and only the
+    one client that pins it has its certificates hashed to pick it out."""
 
-    log_key: VerifierKey | None = None
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    def find(thumbprint: str) -> x509.Certificate | None:
+        for entry in registry.clients.values():
+            if thumbprint in entry.signing_thumbprints:
+                for certificate in entry.signing_certificates:
+                    if certificate_thumbprint(certificate) == thumbprint:
+                        return certificate
+        return None
 
-
-_KEYS = web.AppKey("evidence_keys", _Keys)
-
-
-def _load(state: GatewayState) -> VerifierKey:
-    settings = state.settings
-    if settings.keys.log_key is None:
-        raise EvidenceError("keys.log_key is not configured: the log has no checkpoints")
-    try:
-        passphrase = settings.keys.passphrase(os.environ)
-    except SettingsError as exc:
-        raise EvidenceError(str(exc)) from exc
-    key = load_log_key(settings.keys.log_key, passphrase)
-    return VerifierKey(settings.audit.origin, key.public_key())
+    return find
 
 
-async def _log_key(request: web.Request) -> VerifierKey:
-    keys = request.app[_KEYS]
-    async with keys.lock:
-        if keys.log_key is None:
-            keys.log_key = await asyncio.to_thread(_load, request.app[STATE])
-    return keys.log_key
-
-
-def _known_certificates(state: GatewayState) -> dict[str, x509.Certificate]:
-    env = state.env
-    assert env is not None
-    found = {}
-    for entry in env.registry.all_clients():
-        for certificate in entry.signing_certificates:
-            der = certificate.public_bytes(Encoding.DER)
-            found[hashlib.sha256(der).hexdigest()] = certificate
-    return found
-
-
-def _problem(status: int, code: str, message: str) -> web.Response:
-    return json_response({"type": code, "message": message}, status=status)
-
-
-async def _evidence(request: web.Request) -> web.StreamResponse:
-    principal = authenticate_admin(request, "auditor")
-    if isinstance(principal, web.Response):
-        return principal
+async def _evidence(
+    request: web.Request, principal: AdminPrincipal, store: AuditStore
+) -> web.Response:
     request_id = request.match_info["request_id"]
     if not _UUID.fullmatch(request_id):
-        return _problem(400, "InvalidQuery", "the request id must be a lower-case UUID")
+        raise InvalidAuditQuery("the request id must be a lower-case UUID")
     state = request.app[STATE]
     env = state.env
-    if env is None:
-        raise web.HTTPServiceUnavailable()
+    assert env is not None  # auditor_endpoint answered 503 without it
+    checkpointer = state.checkpointer  # holds the log key the gateway signs with
+    if checkpointer is None:
+        return auditor_error(
+            503,
+            "keys.log_key is not configured: the log has no checkpoints",
+            EvidenceError.code,
+        )
     audit = state.settings.audit
     keyring = env.bodies.keyring
+    signer = EvidenceSigner(env.signer.key, env.signer.certificate, checkpointer.verifier_key)
     try:
-        signer = EvidenceSigner(env.signer.key, env.signer.certificate, await _log_key(request))
         bundle = await collect_evidence(
-            env.audit,
+            store,
             request_id,
             signer,
-            visible=principal_scope(principal),
+            members=principal.members,
             open_body=keyring.open if keyring is not None else None,
-            signer_certificates=_known_certificates(state),
+            signer_certificate=_pinned_signer(env.registry),
             archives=ArchiveDirectory(audit.archive_dir, audit.origin),
         )
     except EvidenceNotFound:
-        return _problem(404, "NotFound", f"no exchange {request_id}")
-    except EvidenceNotReady as exc:
-        response = _problem(409, exc.code, str(exc))
-        interval = state.settings.audit.checkpoint_interval_seconds
-        response.headers["Retry-After"] = str(max(1, math.ceil(interval)))
-        return response
-    except RecordsArchived as exc:
-        return _problem(410, exc.code, str(exc))
-    except AuditError as exc:
-        return _problem(503, exc.code, str(exc))
+        return auditor_error(404, f"no exchange {request_id}")
     return web.Response(
         body=bundle,
         content_type="application/zip",
@@ -139,9 +97,11 @@ EVIDENCE_OPENAPI: Final[dict[str, Any]] = {
         ],
         "responses": {
             "200": {"description": "application/zip: see docs/auditor-guide.md"},
+            "400": {"description": "the request id is not a lower-case UUID"},
             "404": {"description": "unknown or out of scope"},
             "409": {"description": "not yet covered by a checkpoint (Retry-After)"},
             "410": {"description": "archived by retention (the archive is named)"},
+            "503": {"description": "the audit log cannot be read now"},
         },
     }
 }
@@ -149,8 +109,7 @@ EVIDENCE_OPENAPI: Final[dict[str, Any]] = {
 
 def add_evidence_routes(app: web.Application, openapi: dict[str, Any] | None = None) -> None:
     """Add the evidence endpoint to the admin application (and to ``openapi``)."""
-    app[_KEYS] = _Keys()
-    app.router.add_get("/audit/v1/evidence/{request_id}", _evidence)
+    app.router.add_get("/audit/v1/evidence/{request_id}", auditor_endpoint(_evidence))
     if openapi is not None:
         openapi["paths"].setdefault("/audit/v1/evidence/{request_id}", EVIDENCE_OPENAPI)
         schemes = openapi.setdefault("components", {}).setdefault("securitySchemes", {})

@@ -18,17 +18,18 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import types
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin
 
 import yaml
+from cryptography import x509
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     ValidationError,
     field_validator,
     model_validator,
@@ -144,14 +145,18 @@ class BodyKeySettings(_Model):
     """Keys for bodies under policy ``encrypted`` (SPEC 8): files of 32 random bytes (raw or
     base64), by key id. ``current`` seals new bodies; the others stay to open old ones."""
 
-    current: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$")
+    current: str  # one of the key ids, so a key id too
     keys: dict[str, Path] = Field(min_length=1)
 
     @model_validator(mode="after")
     def _current_is_configured(self) -> BodyKeySettings:
+        from gateway.audit.body_crypto import BodyKeyError, check_key_id
+
         for key_id in self.keys:
-            if not re.fullmatch(r"[a-z0-9][a-z0-9._-]{0,63}", key_id):
-                raise ValueError(f"key id {key_id!r} is not 1-64 of a-z 0-9 . _ -")
+            try:
+                check_key_id(key_id)  # the envelope format's rule, defined once there
+            except BodyKeyError as exc:
+                raise ValueError(str(exc)) from exc
         if self.current not in self.keys:
             raise ValueError(f"current key {self.current!r} is not among keys")
         return self
@@ -170,26 +175,31 @@ class AdminTlsSettings(_Model):
 class AdminCertificate(_Model):
     """An admin-port caller known by its TLS client certificate: by the SHA-256 of the
     certificate (hex), or by its exact subject (RFC 4514, e.g. ``CN=auditor-1,O=Tax``).
-    Roles and member scope work as for `AdminToken`."""
+    Roles and member scope work as for `AdminToken`. The subject is parsed once, here
+    (`subject_name`), not on every request."""
 
     name: str
     sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
     subject: str | None = None
     roles: tuple[Literal["admin", "auditor"], ...] = ("auditor",)
     members: tuple[str, ...] = ()  # auditor scope: member identifiers; empty = all
+    _subject_name: x509.Name | None = PrivateAttr(default=None)
 
     @model_validator(mode="after")
     def _one_identity(self) -> AdminCertificate:
         if (self.sha256 is None) == (self.subject is None):
             raise ValueError("give exactly one of sha256 and subject")
         if self.subject is not None:
-            from cryptography import x509
-
             try:
-                x509.Name.from_rfc4514_string(self.subject)
+                self._subject_name = x509.Name.from_rfc4514_string(self.subject)
             except ValueError as exc:
                 raise ValueError(f"subject {self.subject!r} is not an RFC 4514 name") from exc
         return self
+
+    @property
+    def subject_name(self) -> x509.Name | None:
+        """``subject`` as the `x509.Name` to compare with a certificate's subject."""
+        return self._subject_name
 
 
 class AuditSettings(_Model):

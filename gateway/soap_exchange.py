@@ -326,6 +326,7 @@ class _Exchange:
 
     request_id: str
     incoming: IncomingRequest
+    body_complete: bool = True  # False when the request outgrew its limit as it was read
     parsed: ParsedRequest | None = None
     client: AuthenticatedClient | None = None
     service: ServiceEntry | None = None
@@ -341,11 +342,15 @@ class _Exchange:
         duration_ms: float | None,
     ) -> AuditRecordDraft:
         """The record of one direction; the body is kept as the service's policy says
-        (sealed under ``encrypted``); raises `AuditError` when it cannot be."""
+        (sealed under ``encrypted``), an incomplete request body (refused as too large) by
+        its size only; raises `AuditError` when it cannot be."""
         header = self.parsed.envelope.header if self.parsed is not None else None
         verified = self.client.verified if self.client is not None else None
         policy = self.service.audit_body if self.service is not None else "digest"
-        body_fields = await env.bodies.fields_of(body, policy, self.request_id, direction)
+        if direction == "request" and not self.body_complete:
+            body_fields = env.bodies.incomplete(len(body))  # no digest of a partial body
+        else:
+            body_fields = await env.bodies.fields_of(body, policy, self.request_id, direction)
         return AuditRecordDraft(
             time=datetime.now(tz=self.incoming.received_at.tzinfo),
             direction=direction,
@@ -421,7 +426,9 @@ async def run_soap_exchange(
     holds what was read before the limit): the exchange is refused and audited at stage 1.
     """
     started = time.perf_counter()
-    exchange = _Exchange(request_id=str(uuid.uuid4()), incoming=incoming)
+    exchange = _Exchange(
+        request_id=str(uuid.uuid4()), incoming=incoming, body_complete=too_large is None
+    )
     bound = log.bind(request_id=exchange.request_id, peer=incoming.peer)
     now = incoming.received_at
     size = len(incoming.body)

@@ -69,11 +69,15 @@ class SpooledBody:
         return len(self._memory)
 
     async def write(self, chunk: bytes) -> None:
-        """Append ``chunk``; raises `TooLarge` past the limit, `SpoolFailed` on a disk error."""
-        self.size += len(chunk)
-        if self.size > self._limit:
+        """Append ``chunk``; raises `TooLarge` past the limit, `SpoolFailed` on a disk error.
+
+        A chunk refused as too large is not counted: `size` is always what the digests
+        cover (the bytes accepted before the refusal).
+        """
+        if self.size + len(chunk) > self._limit:
             self.close()
             raise TooLarge(f"the body is larger than {self._limit} bytes", code=self._code)
+        self.size += len(chunk)
         self._sha256.update(chunk)
         self._sha512.update(chunk)
         if self._file is None and len(self._memory) + len(chunk) <= self._threshold:
@@ -121,7 +125,9 @@ class SpooledBody:
     def read_all_blocking(self) -> bytes:
         """The whole body as bytes. Blocks on disk: call it from a worker thread.
 
-        Reads with ``os.pread``, so it does not move the file position `chunks` uses.
+        Reads with ``os.pread``, so it does not move the file position `chunks` uses. What
+        is read back from disk is checked against the size and SHA-512 taken as the body
+        arrived (`SpoolFailed` if it differs), so a caller may use `sha512` for it unhashed.
         """
         if self._file is None:
             return bytes(self._memory)
@@ -136,9 +142,12 @@ class SpooledBody:
                     break
                 parts.append(part)
                 offset += len(part)
-            return b"".join(parts)
         except (OSError, ValueError) as exc:
             raise SpoolFailed("the spooled body could not be read back") from exc
+        data = b"".join(parts)
+        if len(data) != self.size or hashlib.sha512(data).digest() != self.sha512():
+            raise SpoolFailed("the spooled body read back from disk is not the body received")
+        return data
 
     async def chunks(self) -> AsyncIterator[bytes]:
         """The body again, from the start, chunk by chunk."""

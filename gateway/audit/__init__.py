@@ -1,6 +1,6 @@
 """The tamper-evident audit log (SPEC 8): records, stores, checkpoints and ``obmin audit``.
 
-The pipeline builds an `AuditRecordDraft` per direction (`body_fields` fills the body
+The pipeline builds an `AuditRecordDraft` per direction (`BodyStorage` fills the body
 evidence) and awaits `AuditStore.append`, which returns once the records are durable or
 raises `AuditError` (``Server.ClientProxy.LoggingFailed``). Each record's canonical JSON is
 an RFC 9162 leaf (`leaf_hash`); a `Checkpointer` signs the tree head as a C2SP checkpoint
@@ -18,7 +18,6 @@ from gateway.audit.bodies import (
     BodyFields,
     BodyStorage,
     body_digest,
-    body_fields,
     services_needing_body_keys,
 )
 from gateway.audit.body_crypto import (
@@ -38,6 +37,7 @@ from gateway.audit.checkpointer import (
     Timestamper,
     TimestampOutcome,
     load_log_key,
+    verifier_key_from_settings,
 )
 from gateway.audit.errors import (
     AuditError,
@@ -174,7 +174,6 @@ __all__ = [
     "VerifyReport",
     "audit_store",
     "body_digest",
-    "body_fields",
     "build_evidence",
     "check_canonical",
     "collect_evidence",
@@ -191,6 +190,7 @@ __all__ = [
     "services_needing_body_keys",
     "sign_checkpoint",
     "timestamp_checker",
+    "verifier_key_from_settings",
     "verify_archive",
     "verify_archive_cli",
     "verify_chain",

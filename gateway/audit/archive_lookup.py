@@ -35,15 +35,16 @@ class ArchiveDirectory:
     path: Path
     origin: str
 
-    def find(self, request_id: str) -> ArchivedExchange | None:
-        """The archived records of ``request_id``, if an archive of this origin holds any.
+    def find(self, request_id: str, members: tuple[str, ...] = ()) -> ArchivedExchange | None:
+        """The archived records of ``request_id``, if an archive of this origin holds any
+        (within the member scope ``members``, a `RecordQuery` filter; empty: any member).
 
         Blocks (SQLite reads): call it from a worker thread. Archives that cannot be read
         are skipped (``obmin audit verify --archives`` is what reports them).
         """
         if not self.path.is_dir():
             return None
-        query = RecordQuery(request_id=request_id, limit=16)
+        query = RecordQuery(request_id=request_id, members=members or None, limit=16)
         for file in reversed(archives_in(self.path)):  # the newest archives first
             log = SqliteLog(file, writable=False, create=False, busy_timeout=1.0)
             try:

@@ -13,6 +13,12 @@ configured is refused before it can be called (`services_needing_body_keys`, che
 start and on every registry reload); should a draft still meet one, it fails with
 `AuditError` (``LoggingFailed``), as a body that cannot be sealed does: fail closed, never
 stored in clear, never forwarded unlogged.
+
+An *incomplete* body — a request refused as too large while (or before) it was read, SOAP
+and REST alike — is recorded by `BodyStorage.incomplete`: the size of the bytes accepted
+before the refusal (0 when the Content-Length alone refused it), no digest and policy
+``none``, whatever the service asks: a digest of a prefix, or of nothing, would describe
+bytes that are not the message.
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final, TypedDict
 
-from gateway.audit.body_crypto import BodyCryptoError, BodyKeyring
+from gateway.audit.body_crypto import OFFLOAD_BYTES, BodyCryptoError, BodyKeyring
 from gateway.audit.errors import AuditError
 from registry.models import AuditBody
 
@@ -37,12 +43,10 @@ __all__ = [
     "BodyFields",
     "BodyStorage",
     "body_digest",
-    "body_fields",
     "services_needing_body_keys",
 ]
 
 DEFAULT_MAX_STORED: Final = 1024 * 1024
-_OFFLOAD: Final = 256 * 1024  # bodies larger than this are hashed in a worker thread
 
 
 def body_digest(data: bytes) -> str:
@@ -51,27 +55,12 @@ def body_digest(data: bytes) -> str:
 
 
 class BodyFields(TypedDict):
-    """The body-related fields of a draft, filled consistently by `body_fields`."""
+    """The body-related fields of a draft, filled consistently by `BodyStorage`."""
 
     size: int
     body_digest: str | None
     body: bytes | None
     body_policy: AuditBody
-
-
-def body_fields(body: bytes, policy: AuditBody) -> BodyFields:
-    """Size, digest and (under policy ``plain`` only) the body, for ``AuditRecordDraft(**...)``.
-
-    ``none`` keeps the size only: a digest of a short body (a personal code) could be
-    guessed by brute force. ``digest`` keeps the SHA-512. This function has no keys:
-    ``encrypted`` keeps the digest only here (`BodyStorage.fields` seals the body).
-    """
-    return BodyFields(
-        size=len(body),
-        body_digest=None if policy == "none" else body_digest(body),
-        body=body if policy == "plain" else None,
-        body_policy=policy,
-    )
 
 
 def services_needing_body_keys(services: Iterable[ServiceEntry]) -> list[str]:
@@ -97,10 +86,18 @@ class BodyStorage:
         sha512: bytes,
         load: Callable[[], Awaitable[bytes]] | None,
     ) -> BodyFields:
-        """The body fields of a record: ``sha512`` is the raw digest of the ``size`` bytes,
-        ``load`` reads them (called only when they are stored; None when they cannot be
-        read whole, e.g. a body refused as too large). Raises `AuditError` (whose code is
-        ``LoggingFailed``, whatever went wrong)."""
+        """The body fields of a record under ``policy``: ``none`` keeps the size only (a
+        digest of a short body, a personal code, could be guessed by brute force);
+        ``digest`` the SHA-512 too; ``plain`` also the body; ``encrypted`` also its sealed
+        envelope. ``sha512`` is the raw digest of the ``size`` bytes,
+        ``load`` reads them (called only when they are stored); None means the body is
+        incomplete (refused as too large while it was read): it is then recorded as
+        `incomplete` says, and ``sha512`` is not used. What ``load`` returns must be the
+        bytes ``sha512`` covers: the digest is not computed again here (a spooled body
+        checks what it reads back from disk, `SpooledBody.read_all_blocking`). Raises
+        `AuditError` (whose code is ``LoggingFailed``, whatever went wrong)."""
+        if load is None:
+            return self.incomplete(size)
         digest = base64.b64encode(sha512).decode("ascii")
         if policy == "none":
             return BodyFields(size=size, body_digest=None, body=None, body_policy="none")
@@ -108,7 +105,7 @@ class BodyStorage:
             raise AuditError(
                 "a service has body policy encrypted, but audit.body_keys is not configured"
             )
-        if policy == "digest" or load is None or size > self.max_stored_bytes:
+        if policy == "digest" or size > self.max_stored_bytes:
             return BodyFields(size=size, body_digest=digest, body=None, body_policy="digest")
         data = await load()
         if len(data) != size:
@@ -117,20 +114,24 @@ class BodyStorage:
             return BodyFields(size=size, body_digest=digest, body=data, body_policy="plain")
         assert self.keyring is not None  # checked above
         try:
-            sealed = await self.keyring.seal_async(data, request_id, direction)
+            sealed = await self.keyring.seal_async(data, request_id, direction, digest=sha512)
         except BodyCryptoError as exc:
             raise AuditError(f"the body cannot be sealed for the audit log: {exc}") from exc
-        if sealed.binding.digest != sha512:
-            raise AuditError("the body read back does not match its digest")
         return BodyFields(
             size=size, body_digest=digest, body=sealed.envelope, body_policy="encrypted"
         )
+
+    @staticmethod
+    def incomplete(size: int) -> BodyFields:
+        """The body fields of an incomplete body (see the module docstring): ``size``
+        bytes were accepted before it was refused; no digest, policy ``none``."""
+        return BodyFields(size=size, body_digest=None, body=None, body_policy="none")
 
     async def fields_of(
         self, body: bytes, policy: AuditBody, request_id: str, direction: Direction
     ) -> BodyFields:
         """`fields` of a body held in memory (SOAP messages, error answers)."""
-        if len(body) > _OFFLOAD:
+        if len(body) > OFFLOAD_BYTES:
             sha512 = await asyncio.to_thread(lambda: hashlib.sha512(body).digest())
         else:
             sha512 = hashlib.sha512(body).digest()

@@ -26,10 +26,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import functools
 import hashlib
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar, Final, Literal
@@ -51,8 +52,10 @@ __all__ = [
     "BodyKeyring",
     "Envelope",
     "InvalidEnvelope",
+    "OpenBody",
     "SealedBody",
     "UnknownBodyKey",
+    "check_key_id",
     "load_body_key",
     "parse_envelope",
     "write_body_key",
@@ -64,10 +67,11 @@ _NONCE: Final = 12
 _TAG: Final = 16
 _DIGEST: Final = 64
 _UUID: Final = 36
-_KEY_ID = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
+_KEY_ID = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")  # the one definition of a body key id
 _UUID_RE = re.compile(rb"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _DIRECTIONS: Final[dict[str, int]] = {"request": 1, "response": 2}
-_OFFLOAD: Final = 256 * 1024  # bodies larger than this are sealed in a worker thread
+# Bodies larger than this are hashed and sealed in a worker thread (bodies.py hashes too).
+OFFLOAD_BYTES: Final = 256 * 1024
 _MAX_GCM: Final = 2**31 - 1  # cryptography's limit on one AES-GCM message
 
 
@@ -133,6 +137,11 @@ class BodyBinding:
         return cls(request_id, direction, hashlib.sha512(body).digest())
 
 
+# Opens an envelope for the record its binding names: the plaintext, whose SHA-512 is the
+# binding's digest, or `AuditError` (`BodyKeyring.open` is one).
+OpenBody = Callable[[bytes, BodyBinding], bytes]
+
+
 @dataclass(frozen=True, slots=True)
 class Envelope:
     """A parsed envelope: the key id, the record it is bound to, nonce and ciphertext."""
@@ -155,6 +164,14 @@ def _header(key_id: str, binding: BodyBinding) -> bytes:
             binding.digest,
         )
     )
+
+
+def check_key_id(key_id: str) -> None:
+    """Raise `BodyKeyError` unless ``key_id`` is a body key id: 1-64 of a-z 0-9 . _ -,
+    starting with a letter or digit (what an envelope header can carry). The settings
+    (``audit.body_keys``) and `BodyKeyring` both check with this."""
+    if not _KEY_ID.fullmatch(key_id):
+        raise BodyKeyError(f"body key id {key_id!r} is not 1-64 of a-z 0-9 . _ -")
 
 
 def parse_envelope(envelope: bytes) -> Envelope:
@@ -211,8 +228,7 @@ class BodyKeyring:
 
     def __init__(self, keys: Mapping[str, bytes], current: str) -> None:
         for key_id, key in keys.items():
-            if not _KEY_ID.fullmatch(key_id):
-                raise BodyKeyError(f"body key id {key_id!r} is not 1-64 of a-z 0-9 . _ -")
+            check_key_id(key_id)
             if len(key) != KEY_SIZE:
                 raise BodyKeyError(f"body key {key_id!r} is {len(key)} bytes, not {KEY_SIZE}")
         if current not in keys:
@@ -241,34 +257,54 @@ class BodyKeyring:
         return tuple(sorted(self._ciphers))
 
     def seal(
-        self, body: bytes, request_id: str, direction: Literal["request", "response"]
+        self,
+        body: bytes,
+        request_id: str,
+        direction: Literal["request", "response"],
+        *,
+        digest: bytes | None = None,
     ) -> SealedBody:
         """``body`` sealed under the current key for the record ``request_id``/``direction``.
 
-        The body is hashed once: `SealedBody.body_digest` is what the record stores.
+        ``digest`` is the raw SHA-512 of ``body`` when the caller already has it (the
+        pipeline hashes a body as it arrives); the body is then not hashed again, else it is
+        hashed once. `SealedBody.body_digest` is what the record stores. A ``digest`` that
+        is not the body's makes an envelope that never opens (`open` re-hashes).
         """
         if len(body) > _MAX_GCM - _TAG:
             raise InvalidEnvelope(f"a body of {len(body)} bytes is too large to encrypt")
-        binding = BodyBinding.for_body(body, request_id, direction)
+        if digest is None:
+            binding = BodyBinding.for_body(body, request_id, direction)
+        else:
+            binding = BodyBinding(request_id, direction, digest)
         header = _header(self.current, binding)
         nonce = os.urandom(_NONCE)
         envelope = header + nonce + self._ciphers[self.current].encrypt(nonce, body, header)
         return SealedBody(envelope=envelope, binding=binding)
 
     async def seal_async(
-        self, body: bytes, request_id: str, direction: Literal["request", "response"]
+        self,
+        body: bytes,
+        request_id: str,
+        direction: Literal["request", "response"],
+        *,
+        digest: bytes | None = None,
     ) -> SealedBody:
         """`seal`, in a worker thread for large bodies (never blocks the event loop long)."""
-        if len(body) > _OFFLOAD:
-            return await asyncio.to_thread(self.seal, body, request_id, direction)
-        return self.seal(body, request_id, direction)
+        if len(body) > OFFLOAD_BYTES:
+            return await asyncio.to_thread(
+                functools.partial(self.seal, body, request_id, direction, digest=digest)
+            )
+        return self.seal(body, request_id, direction, digest=digest)
 
     def open(self, envelope: bytes, binding: BodyBinding | None = None) -> bytes:
         """The plaintext of ``envelope``; with ``binding``, only if it belongs to that record.
 
-        Raises `UnknownBodyKey`, `BodyBindingMismatch` or `InvalidEnvelope`. Without a
-        binding the plaintext is still checked against the digest the envelope names, so
-        a caller that compares that digest with the record's (``verify_log``) is safe.
+        Raises `UnknownBodyKey`, `BodyBindingMismatch` or `InvalidEnvelope`. The plaintext
+        is always checked against the digest the envelope names (the one hash of a read),
+        so with the record's binding it matches the record's ``body_digest``: a reader
+        that opens against `BodyBinding.of` the record needs no digest of its own. This is
+        an `OpenBody`.
         """
         parsed = parse_envelope(envelope)
         if binding is not None and parsed.binding != binding:

@@ -46,9 +46,15 @@ from security import SecurityError, load_private_key
 
 if TYPE_CHECKING:
     from gateway.audit.tsa_verify import VerifiedTimestamp
-    from gateway.settings import AuditSettings
+    from gateway.settings import AuditSettings, Settings
 
-__all__ = ["Checkpointer", "TimestampOutcome", "Timestamper", "load_log_key"]
+__all__ = [
+    "Checkpointer",
+    "TimestampOutcome",
+    "Timestamper",
+    "load_log_key",
+    "verifier_key_from_settings",
+]
 
 log = structlog.get_logger("obmin.audit")
 
@@ -99,6 +105,17 @@ def load_log_key(path: Path, passphrase: bytes | None = None) -> Ed25519PrivateK
     if not isinstance(key, Ed25519PrivateKey):
         raise AuditError(f"the audit log key {path} is not an Ed25519 key")
     return key
+
+
+def verifier_key_from_settings(settings: Settings, passphrase: bytes | None) -> VerifierKey:
+    """The log's verifier key from the configured ``keys.log_key`` (read with
+    ``passphrase``), named by the origin as the checkpointer signs: what the ``obmin audit``
+    commands check checkpoints with. Blocks (a passphrase-encrypted key is slow to read).
+    A running gateway has it already: `Checkpointer.verifier_key`. Raises `AuditError`."""
+    if settings.keys.log_key is None:
+        raise AuditError("keys.log_key is not configured: the log has no checkpoints")
+    public = load_log_key(settings.keys.log_key, passphrase).public_key()
+    return VerifierKey(settings.audit.origin, public)
 
 
 class Checkpointer:

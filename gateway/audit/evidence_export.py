@@ -12,7 +12,7 @@ answered with `RecordsArchived`, naming the archive. ``obmin audit verify-eviden
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,10 +21,12 @@ from typing import TYPE_CHECKING, ClassVar
 from cryptography import x509
 
 from gateway.audit.archive_lookup import ArchiveDirectory
+from gateway.audit.body_crypto import BodyBinding, OpenBody
 from gateway.audit.checkpoint import VerifierKey
 from gateway.audit.errors import AuditError, InvalidCheckpoint, RecordsArchived
 from gateway.audit.evidence import BodyForm, EvidenceError, EvidenceItem, build_evidence
 from gateway.audit.evidence_verify import verify_evidence
+from gateway.audit.query import MAX_QUERY_LIMIT
 from gateway.audit.records import AuditRecord
 from gateway.audit.store import AuditStore, StoredCheckpoint
 from gateway.audit.tsa_verify import TsaTrust
@@ -69,26 +71,30 @@ async def collect_evidence(
     request_id: str,
     signer: EvidenceSigner,
     *,
-    visible: Callable[[AuditRecord], bool] = lambda record: True,
-    open_body: Callable[[bytes], bytes] | None = None,
-    signer_certificates: Mapping[str, x509.Certificate] | None = None,
+    members: tuple[str, ...] = (),
+    open_body: OpenBody | None = None,
+    signer_certificate: Callable[[str], x509.Certificate | None] | None = None,
     now: datetime | None = None,
     archives: ArchiveDirectory | None = None,
 ) -> bytes:
     """The evidence bundle of ``request_id`` from ``store``; raises `EvidenceNotFound`,
     `EvidenceNotReady`, `RecordsArchived` or `AuditError`.
 
-    Records ``visible`` rejects (an auditor's member scope) do not exist for this call.
+    ``members`` is an auditor's scope (empty: every record): records whose client and
+    service belong to none of them do not exist for this call. The scope is the stores'
+    own filter (`RecordQuery.members`), as for the auditor API's record queries.
     Bodies stored encrypted are decrypted with ``open_body`` when given (the auditor may
-    read them), else exported as stored. ``signer_certificates`` maps thumbprints to the
-    certificates the gateway knows (registry); a record's signer found there is included.
+    read them), else exported as stored. ``signer_certificate`` looks a thumbprint up
+    among the certificates the gateway knows (registry); a record's signer found there is
+    included (only the record's one or two thumbprints are looked up).
     ``archives`` is where retention puts this log's archives: an exchange found there (in
     whole or in part) raises `RecordsArchived` naming the file.
     """
-    records = [r for r in await store.by_request_id(request_id) if visible(r)]
+    scope = members or None
+    records = await store.query(request_id=request_id, members=scope, limit=MAX_QUERY_LIMIT)
     if not any(record.direction == "request" for record in records) and archives is not None:
-        found = await asyncio.to_thread(archives.find, request_id)
-        if found is not None and any(visible(r) for r in found.records):
+        found = await asyncio.to_thread(archives.find, request_id, members)
+        if found is not None:
             seqs = sorted(r.seq for r in found.records)
             raise RecordsArchived(
                 f"the records of request {request_id} (seq {', '.join(map(str, seqs))}) were"
@@ -110,9 +116,10 @@ async def collect_evidence(
         proof = await store.inclusion_proof(record.seq, checkpoint.size)
         body, form = await _body(record, open_body)
         items.append(EvidenceItem(record=record, proof=proof, body=body, body_form=form))
-    known = signer_certificates or {}
     thumbprints = {r.signer_thumbprint for r in records if r.signer_thumbprint is not None}
-    certificates = [known[t] for t in sorted(thumbprints) if t in known]
+    lookup = signer_certificate or (lambda thumbprint: None)
+    pinned = (lookup(thumbprint) for thumbprint in sorted(thumbprints))
+    certificates = [certificate for certificate in pinned if certificate is not None]
     return await asyncio.to_thread(
         build_evidence,
         request_id=request_id,
@@ -140,7 +147,7 @@ async def _covering_checkpoint(store: AuditStore, last: int) -> StoredCheckpoint
 
 
 async def _body(
-    record: AuditRecord, open_body: Callable[[bytes], bytes] | None
+    record: AuditRecord, open_body: OpenBody | None
 ) -> tuple[bytes | None, BodyForm | None]:
     if record.body is None:
         return None, None
@@ -148,7 +155,7 @@ async def _body(
         return record.body, "plain"
     if open_body is None:
         return record.body, "envelope"
-    return await asyncio.to_thread(open_body, record.body), "plain"
+    return await asyncio.to_thread(open_body, record.body, BodyBinding.of(record)), "plain"
 
 
 def _read(path: Path, what: str) -> bytes:
@@ -189,17 +196,16 @@ async def export_evidence_cli(
 ) -> str:
     """``obmin audit export``: write the bundle of ``request_id`` to ``output``."""
     from gateway.audit.body_crypto import BodyKeyring
-    from gateway.audit.checkpointer import load_log_key
+    from gateway.audit.checkpointer import verifier_key_from_settings
     from gateway.audit.report import open_audit_store
     from security import load_certificate, load_private_key
 
     if settings.keys.log_key is None:
         raise InvalidCheckpoint("keys.log_key is not configured: the log has no checkpoints")
-    log_key = load_log_key(settings.keys.log_key, passphrase)
     signer = EvidenceSigner(
         key=load_private_key(settings.keys.signing_key, passphrase),
         certificate=load_certificate(settings.keys.signing_certificate),
-        log_key=VerifierKey(settings.audit.origin, log_key.public_key()),
+        log_key=verifier_key_from_settings(settings, passphrase),
     )
     keys = settings.audit.body_keys
     keyring = BodyKeyring.from_settings(keys) if keys is not None else None

@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -19,7 +18,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from gateway.audit.bodies import body_digest
-from gateway.audit.body_crypto import BodyBinding, BodyCryptoError, parse_envelope
+from gateway.audit.body_crypto import BodyBinding, BodyCryptoError, OpenBody, parse_envelope
 from gateway.audit.checkpoint import Checkpoint
 from gateway.audit.errors import AuditError, InvalidProof
 from gateway.audit.evidence import FIRST_MEMBERS, InvalidEvidence
@@ -47,7 +46,7 @@ def check_records(
     members: dict[str, bytes],
     manifest: dict[str, Any],
     checkpoint: Checkpoint,
-    open_body: Callable[[bytes], bytes] | None,
+    open_body: OpenBody | None,
 ) -> tuple[EvidenceRecord, ...]:
     """The verified records of the manifest's entries; raises `InvalidEvidence`."""
     referenced = set(FIRST_MEMBERS)
@@ -86,7 +85,7 @@ def _record(
     checkpoint: Checkpoint,
     entry: dict[str, Any],
     names: dict[str, str],
-    open_body: Callable[[bytes], bytes] | None,
+    open_body: OpenBody | None,
 ) -> EvidenceRecord:
     seq = entry["seq"]
     canonical = members[names["record"]]
@@ -140,7 +139,7 @@ def _check_body(
     name: str | None,
     seq: int,
     document: dict[str, Any],
-    open_body: Callable[[bytes], bytes] | None,
+    open_body: OpenBody | None,
 ) -> BodyCheck:
     if name is None:
         return "none"
@@ -150,7 +149,6 @@ def _check_body(
     digest = document["body_digest"]
     if digest is None:
         raise InvalidEvidence("the record keeps no digest, so no body can be checked", name)
-    form: BodyCheck = "plain"
     if name.endswith(".envelope"):
         try:
             binding = BodyBinding(document["request_id"], document["direction"], _raw(digest))
@@ -158,15 +156,17 @@ def _check_body(
                 raise InvalidEvidence("the envelope belongs to another record", name)
             if open_body is None:
                 return "encrypted-not-opened"
-            data = open_body(data)
+            data = open_body(data, binding)  # the plaintext is the one of the record's digest
         except BodyCryptoError as exc:
             raise InvalidEvidence(str(exc), name) from exc
         except AuditError as exc:
             raise InvalidEvidence(f"cannot open the envelope: {exc}", name) from exc
-        form = "decrypted"
+        if len(data) != document["size"]:
+            raise InvalidEvidence("the body does not match the record's size and SHA-512", name)
+        return "decrypted"
     if len(data) != document["size"] or body_digest(data) != digest:
         raise InvalidEvidence("the body does not match the record's size and SHA-512", name)
-    return form
+    return "plain"
 
 
 def _raw(digest: str) -> bytes:

@@ -28,7 +28,6 @@ import io
 import re
 import struct
 import zipfile
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
@@ -40,6 +39,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from gateway.audit.body_crypto import OpenBody
 from gateway.audit.checkpoint import Checkpoint, VerifierKey, verify_checkpoint
 from gateway.audit.errors import AuditError, InvalidCheckpoint
 from gateway.audit.evidence import (
@@ -141,12 +141,13 @@ def verify_evidence(
     gateway_certificate: x509.Certificate | None = None,
     vkey: VerifierKey | None = None,
     tsa_trust: TsaTrust | None = None,
-    open_body: Callable[[bytes], bytes] | None = None,
+    open_body: OpenBody | None = None,
     max_bytes: int = MAX_BUNDLE,
 ) -> EvidenceReport:
     """Verify an evidence bundle offline (see the module docstring); raises
     `InvalidEvidence`. ``gateway_certificate`` or ``vkey`` is required: it is what the
-    auditor trusts. ``open_body`` (a keyring's ``open``) decrypts enveloped bodies."""
+    auditor trusts. ``open_body`` (a keyring's ``open``) decrypts enveloped bodies
+    against their records."""
     if gateway_certificate is None and vkey is None:
         raise InvalidEvidence("verifying evidence needs the gateway certificate or the log vkey")
     if len(bundle) > max_bytes:

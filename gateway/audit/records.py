@@ -197,8 +197,10 @@ class AuditRecordDraft:
     ``time`` must be timezone-aware and is normalised to UTC; ``duration_ms`` (responses
     only) is rounded to whole microseconds. ``body_digest`` is absent only under body
     policy ``none``; ``body`` is present only under ``plain`` (the bytes, ``size`` long) or
-    ``encrypted`` (an opaque envelope of any length); `body_fields` fills ``size``,
-    ``body_digest``, ``body`` and ``body_policy`` consistently from the body and the policy.
+    ``encrypted`` (an opaque envelope of any length); `BodyStorage` fills ``size``,
+    ``body_digest``, ``body`` and ``body_policy`` consistently from the body and the policy
+    (a request body refused as too large while it was read is incomplete: its size, no
+    digest, policy ``none``, `BodyStorage.incomplete`).
     Invalid values raise `InvalidAuditRecord` at construction, never later in the writer.
     """
 

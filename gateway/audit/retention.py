@@ -260,7 +260,7 @@ async def archive_cli(
     settings: Settings, *, older_than_days: float | None = None, passphrase: bytes | None = None
 ) -> tuple[int, str]:
     """``obmin audit archive``: archive now what is older than the age; (exit status, text)."""
-    from gateway.audit.checkpointer import load_log_key
+    from gateway.audit.checkpointer import verifier_key_from_settings
     from gateway.audit.report import open_audit_store
 
     audit = settings.audit
@@ -270,9 +270,7 @@ async def archive_cli(
     if settings.keys.log_key is None:
         return 1, "archiving needs keys.log_key (archives are verified before records leave)"
     try:
-        key = VerifierKey(
-            audit.origin, load_log_key(settings.keys.log_key, passphrase).public_key()
-        )
+        key = verifier_key_from_settings(settings, passphrase)
         store = await open_audit_store(audit)
         try:
             outcomes = await archive_expired(

@@ -6,8 +6,8 @@ Two kinds of check, each reporting the first bad sequence number:
   deleted); the stored leaf hash is SHA-256(0x00 || canonical JSON) (the record was not
   edited in place); the bytes are exactly the canonical JSON of a valid record with that
   ``seq`` (a swapped or rewritten row says another ``seq``); the query columns beside it
-  agree with it; a stored body matches its digest (an encrypted one once ``open_body`` has
-  opened it).
+  agree with it; a stored body matches its digest (an encrypted one is opened by
+  ``open_body`` against the record's binding, which checks the digest).
 * the tree (`_Tree`): the RFC 9162 tree is rebuilt from the leaf hashes; at every stored
   checkpoint's size its root must equal the checkpoint's, and the checkpoint must be a note
   signed by the log key for this origin (and its RFC 3161 token, if any, must pass
@@ -28,6 +28,7 @@ chunk, while this process rebuilds the tree. Nothing here trusts the stored tree
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import multiprocessing
 import os
@@ -38,16 +39,17 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Final, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Final, ParamSpec, TypeVar, cast
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from gateway.audit.bodies import body_digest
+from gateway.audit.body_crypto import BodyBinding, OpenBody
 from gateway.audit.checkpoint import VerifierKey, verify_checkpoint
 from gateway.audit.columns import QUERY_COLUMNS, columns_of_document
 from gateway.audit.errors import AuditError, InvalidAuditRecord, InvalidCheckpoint
 from gateway.audit.merkle import EMPTY_ROOT, HASH_SIZE, CompactRange
-from gateway.audit.records import check_canonical
+from gateway.audit.records import Direction, check_canonical
 from gateway.audit.verify_sources import CheckpointRow, LogReader, LogSource, SqliteSource
 
 if TYPE_CHECKING:
@@ -63,8 +65,6 @@ _T = TypeVar("_T")
 
 # (note text, DER token) -> None, or InvalidCheckpoint when the token is bad.
 TimestampCheck = Callable[[str, bytes], None]
-# An encrypted body envelope -> its plaintext, or AuditError when it cannot be opened.
-OpenBody = Callable[[bytes], bytes]
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,19 +171,29 @@ def _body_problem(
     if type(body) is not bytes:
         return "the stored body is not bytes", 0, 0
     if policy == "plain":
-        plain = body
+        if body_digest(body) != document["body_digest"]:
+            return "the stored body does not match the record's body_digest", 0, 0
     elif policy == "encrypted":
         if open_body is None:
             return None, 0, 1
         try:
-            plain = open_body(body)
+            # Opened against the record's binding, the plaintext matches its body_digest.
+            open_body(body, _binding(document))
         except AuditError as exc:
             return f"the stored encrypted body cannot be opened: {exc}", 0, 0
     else:
         return f"a body is stored under policy {policy}", 0, 0
-    if body_digest(plain) != document["body_digest"]:
-        return "the stored body does not match the record's body_digest", 0, 0
     return None, 1, 0
+
+
+def _binding(document: dict[str, object]) -> BodyBinding:
+    """The record's binding; check_canonical has required these fields (a digest under
+    ``encrypted``), and `BodyBinding` checks them again (`InvalidEnvelope`)."""
+    return BodyBinding(
+        cast(str, document["request_id"]),
+        cast(Direction, document["direction"]),
+        base64.b64decode(cast(str, document["body_digest"])),
+    )
 
 
 def _check_records(
@@ -389,10 +399,11 @@ def verify_log(
     processes check records in parallel (default: one per CPU, up to 8, for logs of
     `PARALLEL_FROM` records or more); ``open_body`` must then be picklable.
     ``timestamp_check(note, token)`` checks each checkpoint's RFC 3161 token (raising
-    `InvalidCheckpoint`); ``open_body(envelope)`` opens encrypted stored bodies so they can be
-    checked against their digests. Without them, tokens and encrypted bodies are counted as
-    not checked. Blocks: call it from a thread in async code. Raises `AuditError` only when
-    the log cannot be read at all; everything wrong *in* the log is in the report.
+    `InvalidCheckpoint`); ``open_body(envelope, binding)`` (`BodyKeyring.open`) opens
+    encrypted stored bodies against their records, which checks their digests. Without
+    them, tokens and encrypted bodies are counted as not checked. Blocks: call it from a
+    thread in async code. Raises `AuditError` only when the log cannot be read at all;
+    everything wrong *in* the log is in the report.
     """
     log_source = _source(source)
     key = _key(public_key, key_name)

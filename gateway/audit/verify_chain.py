@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from gateway.audit.archive_format import archives_in, is_archive_meta
 from gateway.audit.body_crypto import BodyKeyring
 from gateway.audit.checkpoint import VerifierKey
-from gateway.audit.checkpointer import load_log_key
+from gateway.audit.checkpointer import verifier_key_from_settings
 from gateway.audit.errors import AuditError
 from gateway.audit.tsa_verify import TsaTrust, timestamp_checker
 from gateway.audit.verify import OpenBody, TimestampCheck, VerifyReport, verify_log
@@ -216,8 +216,7 @@ def _verifier_key(settings: Settings, vkey: str | None, passphrase: bytes | None
         return VerifierKey.parse(vkey)
     if settings.keys.log_key is None:
         raise AuditError("cannot check checkpoints: configure keys.log_key or give the log's vkey")
-    public = load_log_key(settings.keys.log_key, passphrase).public_key()
-    return VerifierKey(settings.audit.origin, public)
+    return verifier_key_from_settings(settings, passphrase)
 
 
 @dataclass(frozen=True, slots=True)

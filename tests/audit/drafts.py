@@ -7,12 +7,25 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from gateway.audit import AuditRecordDraft, body_fields
+from gateway.audit import AuditRecordDraft, BodyFields, body_digest
 from registry.models import AuditBody
 
 CLIENT = "SEVDEIR-TEST/GOV/12345678/WSCLIENT"
 SERVICE = "SEVDEIR-TEST/GOV/87654321/REGISTRY/getPerson/v1"
 NOW = datetime(2025, 3, 14, 9, 26, 53, 589793, tzinfo=UTC)
+
+
+def draft_body(body: bytes, policy: AuditBody) -> BodyFields:
+    """Body fields of a test draft: the size; the digest (but under ``none``); the body
+    under ``plain``. Under ``encrypted`` the digest only: a test that stores an envelope
+    seals one (`BodyKeyring`) or writes its own and attaches it. The pipeline's are
+    `BodyStorage`'s, which seals under ``encrypted`` or refuses."""
+    return BodyFields(
+        size=len(body),
+        body_digest=None if policy == "none" else body_digest(body),
+        body=body if policy == "plain" else None,
+        body_policy=policy,
+    )
 
 
 def make_draft(
@@ -40,7 +53,7 @@ def make_draft(
         signer_thumbprint="ab" * 32,
         http_status=200 if direction == "response" else None,
         duration_ms=12.5 if direction == "response" else None,
-        **body_fields(body, policy),
+        **draft_body(body, policy),
     )
     return dataclasses.replace(draft, **changes)
 

@@ -58,10 +58,24 @@ def test_round_trip_and_the_envelope_format() -> None:
     assert parsed.key_id == "k1" and parsed.binding == binding
     assert len(parsed.nonce) == 12 and len(parsed.ciphertext) == len(BODY) + 16
     assert keyring.open(envelope, binding) == BODY
-    assert keyring.open(envelope) == BODY  # what verify_log's open_body callback does
+    assert keyring.open(envelope) == BODY  # still checked against the envelope's digest
     assert _seal(keyring, BODY, binding) != envelope  # a fresh nonce each time
     empty = _binding(b"")
     assert keyring.open(_seal(keyring, b"", empty), empty) == b""
+
+
+def test_a_body_is_sealed_under_the_digest_the_pipeline_already_has() -> None:
+    """`BodyStorage` hashes a body as it arrives and hands that digest to ``seal``; a digest
+    that is not the body's makes an envelope that never opens."""
+    keyring = _keyring("k1")
+    binding = _binding()
+    sealed = keyring.seal(BODY, binding.request_id, binding.direction, digest=binding.digest)
+    assert sealed.binding == binding
+    assert keyring.open(sealed.envelope, binding) == BODY
+    wrong = BodyBinding(binding.request_id, binding.direction, bytes(64))
+    liar = keyring.seal(BODY, binding.request_id, binding.direction, digest=wrong.digest)
+    with pytest.raises(InvalidEnvelope, match="does not match the envelope's digest"):
+        keyring.open(liar.envelope, wrong)
 
 
 def test_a_keyring_travels_to_worker_processes() -> None:
@@ -214,3 +228,27 @@ def test_settings_load_the_keyring_with_paths_relative_to_the_file(tmp_path: Pat
         BodyKeyring.from_settings(moved.audit.body_keys)
     with pytest.raises(SettingsError, match=r"audit\.body_keys.*current key 'k9'"):
         load_settings(config, environ={"OBMIN_AUDIT__BODY_KEYS__CURRENT": "k9"})
+
+
+def test_settings_check_key_ids_as_the_envelope_format_does(tmp_path: Path) -> None:
+    """One rule for a key id (`check_key_id`), in the settings as in `BodyKeyring`."""
+    (tmp_path / "registry").mkdir()
+    config = tmp_path / "gateway.yaml"
+
+    def load(body_keys: str) -> None:
+        config.write_text(
+            "registry_dir: registry\n"
+            "keys: {signing_certificate: a.crt, signing_key: a.key}\n"
+            f"audit:\n  body_keys: {body_keys}\n"
+        )
+        load_settings(config, environ={})
+
+    load("{current: k.2026_a-b, keys: {k.2026_a-b: k.key}}")
+    with pytest.raises(SettingsError, match=r"audit\.body_keys.*body key id 'K 1' is not 1-64"):
+        load("{current: K 1, keys: {K 1: k.key}}")
+    with pytest.raises(SettingsError, match=r"body key id '-k' is not 1-64"):
+        load("{current: k1, keys: {k1: a.key, -k: b.key}}")
+    with pytest.raises(SettingsError, match=r"body key id '" + "k" * 65):
+        load(f"{{current: k1, keys: {{k1: a.key, {'k' * 65}: b.key}}}}")
+    with pytest.raises(SettingsError, match=r"current key 'K 1' is not among keys"):
+        load("{current: K 1, keys: {k1: k.key}}")

@@ -40,13 +40,13 @@ from gateway.audit.evidence_export import (
 )
 from gateway.audit.evidence_verify import verify_evidence
 from gateway.audit.merkle import root_hash
-from gateway.audit.records import leaf_hash
+from gateway.audit.records import leaf_hash, member_of
 from gateway.audit.tsa_verify import TsaTrust
 from gateway.cli import main
 from registry.identifiers import MemberId
 from security import IssuedCert, issue_member_cert, load_certificate, load_private_key
 from security.pki_keys import write_key
-from tests.audit.drafts import exchange, make_draft
+from tests.audit.drafts import CLIENT, exchange, make_draft
 from tests.audit.tsa_support import HAVE_OPENSSL, make_tsa_pki, openssl_config, openssl_timestamp
 
 ORIGIN = "obmin.test/gw"
@@ -70,7 +70,7 @@ class Exported:
             self.store,
             self.request_id,
             self.signer,
-            signer_certificates={_thumbprint(self.member.certificate): self.member.certificate},
+            signer_certificate={_thumbprint(self.member.certificate): self.member.certificate}.get,
             **options,  # type: ignore[arg-type]
         )
 
@@ -348,7 +348,8 @@ async def test_export_refuses_unknown_and_uncheckpointed_exchanges(
     with pytest.raises(EvidenceNotFound):
         await collect_evidence(exported.store, str(uuid.uuid4()), exported.signer)
     with pytest.raises(EvidenceNotFound):  # out of the auditor's scope: does not exist
-        await exported.bundle(visible=lambda record: False)
+        await exported.bundle(members=("SEVDEIR-TEST/GOV/99999999",))
+    assert await exported.bundle(members=("SEVDEIR-TEST/GOV/99999999", member_of(CLIENT)))
     late = exchange("m-late")
     await exported.store.append(late)
     with pytest.raises(EvidenceNotReady, match="not yet covered by a signed checkpoint"):

@@ -16,16 +16,19 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from gateway.audit import (
+    AuditError,
     AuditRecord,
     AuditRecordDraft,
+    BodyFields,
+    BodyStorage,
     Direction,
     InvalidAuditRecord,
     body_digest,
-    body_fields,
     check_canonical,
     leaf_hash,
 )
-from tests.audit.drafts import make_draft
+from registry.models import AuditBody
+from tests.audit.drafts import draft_body, make_draft
 
 
 def _jcs(document: Any) -> bytes:
@@ -84,19 +87,27 @@ def test_leaf_hash_is_rfc9162_leaf() -> None:
     assert leaf_hash(record) != hashlib.sha256(canonical).digest()
 
 
-def test_body_fields_follow_the_policy() -> None:
+async def test_body_fields_follow_the_policy() -> None:
+    """What the pipeline records (`BodyStorage`, here without body keys)."""
     body = b"<Envelope/>"
     digest = base64.b64encode(hashlib.sha512(body).digest()).decode()
-    assert body_fields(body, "none") == {
+    request_id = str(uuid.uuid4())
+
+    async def fields(policy: AuditBody) -> BodyFields:
+        return await BodyStorage().fields_of(body, policy, request_id, "request")
+
+    assert await fields("none") == {
         "size": 11,
         "body_digest": None,
         "body": None,
         "body_policy": "none",
     }
-    assert body_fields(body, "digest")["body_digest"] == digest
-    assert body_fields(body, "digest")["body"] is None
-    assert body_fields(body, "encrypted")["body"] is None  # until keys exist: less, not more
-    assert body_fields(body, "plain")["body"] == body
+    assert (await fields("digest"))["body_digest"] == digest
+    assert (await fields("digest"))["body"] is None
+    # Without keys, encrypted is refused: never recorded as if sealed, never less in silence.
+    with pytest.raises(AuditError, match=r"audit\.body_keys is not configured"):
+        await fields("encrypted")
+    assert (await fields("plain"))["body"] == body
 
 
 @pytest.mark.parametrize(
@@ -210,7 +221,7 @@ def _records(draw: st.DrawFn) -> AuditRecord:
             if direction == "response"
             else None
         ),
-        **body_fields(body, policy),  # type: ignore[arg-type]
+        **draft_body(body, policy),  # type: ignore[arg-type]
     )
     return draft.to_record(draw(st.integers(0, 2**53 - 1)))
 

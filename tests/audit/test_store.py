@@ -55,7 +55,7 @@ async def test_append_and_read_back(store: RetentionStore) -> None:
 async def test_an_encrypted_body_is_kept_as_opaque_bytes(store: RetentionStore) -> None:
     envelope = b"\x01key-2025\x00" + os.urandom(300)  # what the evidence code stores
     draft = make_draft(policy="encrypted", body=b"<Envelope>secret</Envelope>")
-    assert draft.body is None  # body_fields keeps only the digest until it encrypts
+    assert draft.body is None  # make_draft keeps only the digest: the envelope is added here
     (record,) = await store.append([dataclasses.replace(draft, body=envelope)])
     (read,) = await store.by_request_id(draft.request_id)
     assert read.body == envelope and read.body_policy == "encrypted"

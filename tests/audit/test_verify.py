@@ -8,6 +8,7 @@ Every log here: 50 records; checkpoints at sizes 0, 20, 40 and 50, signed by the
 from __future__ import annotations
 
 import base64
+import hashlib
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,6 +23,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from gateway.audit import (
     AuditError,
+    BodyBinding,
     Checkpointer,
     InvalidCheckpoint,
     LogSource,
@@ -255,11 +257,15 @@ def test_timestamp_tokens_are_checked_by_the_hook(log: Log, log_key: Ed25519Priv
     assert "timestamp token is bad: the token is not over" in (report.problem or "")
 
 
-def _open_body(envelope: bytes) -> bytes:
-    """The evidence branch's envelope, reduced to its idea: a key id byte, then XORed bytes."""
+def _open_body(envelope: bytes, binding: BodyBinding) -> bytes:
+    """The evidence branch's envelope, reduced to its idea: a key id byte, then XORed bytes;
+    opened for a record, it must be that record's plaintext (as `BodyKeyring.open` checks)."""
     if envelope[:1] != b"k":
         raise AuditError("unknown key id")
-    return bytes(b ^ 0x5A for b in envelope[1:])
+    plain = bytes(b ^ 0x5A for b in envelope[1:])
+    if hashlib.sha512(plain).digest() != binding.digest:
+        raise AuditError("the plaintext does not match the record's body_digest")
+    return plain
 
 
 def test_encrypted_bodies_are_checked_when_they_can_be_opened(

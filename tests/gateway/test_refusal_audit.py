@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import io
 import re
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -172,6 +172,33 @@ async def test_oversize_request_with_content_length_is_audited(gateway: Gateway)
     records = await gateway.records(request_id)
     _assert_audited(records, request_id, "Client.MessageTooLarge")
     assert records[0].size == 0
+    # Nothing of the body was read: no digest (not the empty body's), policy none.
+    assert records[0].body_digest is None and records[0].body_policy == "none"
+
+
+def _assert_incomplete(request: AuditRecord) -> None:
+    """An oversize body, refused as it was read: the size accepted before the refusal and
+    no digest, since any digest would be of a prefix, not of the message."""
+    assert 0 < request.size <= LIMIT
+    assert request.body_digest is None and request.body_policy == "none"
+
+
+async def test_oversize_soap_request_without_content_length_is_audited_incomplete(
+    gateway: Gateway,
+) -> None:
+    async def chunked() -> AsyncIterator[bytes]:  # no Content-Length: refused while read
+        for _ in range(4):
+            yield b" " * (LIMIT // 2)
+
+    response = await gateway.client.post("/", data=chunked(), headers=HEADERS)
+    root = etree.fromstring(await response.read())
+    assert root.findtext(".//faultcode") == "Client.MessageTooLarge"
+    request_id = root.findtext(f".//{XRD}faultDetail")
+    assert request_id is not None and UUID.fullmatch(request_id)
+    records = await gateway.records(request_id)
+    _assert_audited(records, request_id, "Client.MessageTooLarge")
+    _assert_incomplete(records[0])
+    assert records[1].body_digest is not None  # the fault answer is whole: digested
 
 
 async def test_oversize_rest_request_is_audited(gateway: Gateway) -> None:
@@ -190,3 +217,4 @@ async def test_oversize_rest_request_is_audited(gateway: Gateway) -> None:
     _assert_audited(records, request_id, "Client.MessageTooLarge")
     assert records[0].protocol == "rest" and records[0].client == client
     assert records[1].http_status == response.status
+    _assert_incomplete(records[0])

@@ -91,6 +91,7 @@ async def test_limit_raises_and_releases_the_file(tmp_path: Path) -> None:
     with pytest.raises(TooLarge) as caught:
         await body.write(b"x" * 200 * KIB)
     assert str(300 * KIB) in str(caught.value)
+    assert body.size == 200 * KIB  # the refused chunk is not counted: size is what is digested
     assert fault_for(caught.value).full_code() == "Server.ServerProxy.ServiceFailed.MessageTooLarge"
     assert _spool_files(tmp_path) == []  # released at once, not when the caller closes
 
@@ -122,4 +123,21 @@ async def test_fill_reads_an_async_source(tmp_path: Path) -> None:
     )
     assert body.size == 150 * KIB and not body.in_memory
     assert await _read(body) == b"".join(bytes([i]) * 30 * KIB for i in range(5))
+    body.close()
+
+
+async def test_a_body_read_back_from_disk_is_the_body_received(tmp_path: Path) -> None:
+    """The audit log stores (and seals) what `read_all_blocking` returns under the SHA-512
+    taken as the body arrived, without hashing it again: a spool file changed on disk is
+    refused, not stored under a digest it does not have."""
+    body = SpooledBody(limit=MiB, memory_threshold=KIB, directory=tmp_path)
+    await body.write(b"a" * 4 * KIB)
+    (name,) = _spool_files(tmp_path)
+    fd = next(
+        int(fd) for fd in os.listdir("/proc/self/fd") if os.readlink(f"/proc/self/fd/{fd}") == name
+    )
+    assert body.read_all_blocking() == b"a" * 4 * KIB
+    os.pwrite(fd, b"b", 100)
+    with pytest.raises(SpoolFailed, match="not the body received"):
+        body.read_all_blocking()
     body.close()

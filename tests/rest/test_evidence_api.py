@@ -19,6 +19,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+import structlog.testing
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from gateway.admin import create_admin_app
@@ -32,6 +33,7 @@ from security import IssuedCert, PkiLayout, init_pki, load_certificate
 from security.pki_certs import issue_tls_client_cert, issue_tls_server_cert
 from tests.audit.drafts import exchange
 from tests.rest.conftest import CLIENT, SERVICE, RestDeployment
+from tests.rest.test_rest_signed import BODY, PATH, _signed
 
 AUDITOR = {"Authorization": "Bearer aud"}
 
@@ -315,6 +317,8 @@ async def test_evidence_not_yet_checkpointed_or_without_a_log_key(
         await fresh.append(drafts)
         other = GatewayState(state.settings)
         other.env = dataclasses.replace(state.env, audit=fresh)
+        other.checkpointer = state.checkpointer  # the running gateway's log key
+        assert other.checkpointer is not None
         admin = await aiohttp_client(create_admin_app(other))
         pending = await admin.get(f"/audit/v1/evidence/{drafts[0].request_id}", headers=AUDITOR)
         assert pending.status == 409
@@ -322,9 +326,100 @@ async def test_evidence_not_yet_checkpointed_or_without_a_log_key(
         assert "not yet covered by a signed checkpoint" in (await pending.json())["message"]
         keys = state.settings.keys.model_copy(update={"log_key": None})
         other.settings = state.settings.model_copy(update={"keys": keys})
+        other.checkpointer = None  # as a gateway without keys.log_key runs
         keyless = await aiohttp_client(create_admin_app(other))
         failed = await keyless.get(f"/audit/v1/evidence/{drafts[0].request_id}", headers=AUDITOR)
         assert failed.status == 503
         assert "keys.log_key is not configured" in (await failed.json())["message"]
     finally:
         await fresh.close()
+
+
+async def test_evidence_is_signed_with_the_log_key_the_gateway_holds(
+    rest_gateway: RestDeployment, tmp_path: Path
+) -> None:
+    """The endpoint takes the checkpointer's key: it never reads (or decrypts) the key
+    file again, so a key file gone since start, or a passphrase no longer in the
+    environment, does not matter to it."""
+    request_id = await _exchange(rest_gateway)
+    state = rest_gateway.client.app[STATE]
+    assert state.checkpointer is not None
+    keys = state.settings.keys.model_copy(update={"log_key": tmp_path / "gone.key"})
+    state.settings = state.settings.model_copy(update={"keys": keys})
+    response = await rest_gateway.admin.get(f"/audit/v1/evidence/{request_id}", headers=AUDITOR)
+    assert response.status == 200, await response.text()
+    report = verify_evidence(await response.read(), vkey=state.checkpointer.verifier_key)
+    assert report.request_id == request_id
+
+
+async def test_a_store_failure_answers_503_without_internal_text(
+    rest_gateway: RestDeployment, tmp_path: Path, aiohttp_client: Callable[..., Any]
+) -> None:
+    """STYLE 5: the auditor gets the code and a plain sentence; the log gets the details
+    (here the database's path), as on every other auditor endpoint."""
+    state = rest_gateway.client.app[STATE]
+    assert state.env is not None
+    database = tmp_path / "evidence.db"
+    store = SqliteAuditStore(database)
+    await store.open()
+    try:
+        drafts = exchange("m-1")
+        await store.append(drafts)
+        other = GatewayState(state.settings)
+        other.env = dataclasses.replace(state.env, audit=store)
+        other.checkpointer = state.checkpointer
+        admin = await aiohttp_client(create_admin_app(other))
+        away = database.with_name("moved.db")
+        database.rename(away)
+        try:
+            with structlog.testing.capture_logs() as logged:
+                failed = await admin.get(
+                    f"/audit/v1/evidence/{drafts[0].request_id}", headers=AUDITOR
+                )
+        finally:
+            away.rename(database)
+        assert failed.status == 503
+        text = await failed.text()
+        assert json.loads(text) == {
+            "type": "LoggingFailed",
+            "message": "the audit log cannot be read now",
+        }
+        assert str(tmp_path) not in text
+        (event,) = [e for e in logged if e["event"] == "auditor API: the audit log failed"]
+        assert event["path"] == f"/audit/v1/evidence/{drafts[0].request_id}"
+        assert event["log_level"] == "error" and str(database) in event["reason"]
+    finally:
+        await store.close()
+
+
+async def test_the_bundle_carries_the_pinned_signer_certificate(
+    rest_gateway: RestDeployment,
+) -> None:
+    """The registry pins the signer's certificate for its client: the bundle includes it,
+    found by the record's thumbprint among the precomputed pinned thumbprints."""
+    request = _signed(rest_gateway, "signed-evidence")
+    response = await rest_gateway.client.post(PATH, data=BODY, headers=request.headers)
+    assert response.status == 200, await response.text()
+    request_id = response.headers["X-Road-Request-Id"]
+    for _ in range(100):  # a checkpoint every 2 records or 0.2 s
+        bundle = await rest_gateway.admin.get(f"/audit/v1/evidence/{request_id}", headers=AUDITOR)
+        if bundle.status != 409:
+            break
+        await asyncio.sleep(0.05)
+    assert bundle.status == 200, await bundle.text()
+    gateway_certificate = load_certificate(rest_gateway.pki / "gateway" / "sign.crt")
+    report = verify_evidence(await bundle.read(), gateway_certificate=gateway_certificate)
+    signer = load_certificate(rest_gateway.signer.cert_path)
+    assert report.records[0].direction == "request"
+    assert report.records[0].signer_certificate == signer
+
+
+def test_an_admin_certificate_subject_is_parsed_once_at_load(auditors: Auditors) -> None:
+    """The RFC 4514 subject is parsed when the settings load (and refused there if it is
+    not one); `subject_name` is what a handshake's certificate subject is compared with."""
+    by_subject, by_thumbprint = _configured(auditors)[1], _configured(auditors)[0]
+    assert by_subject.subject_name == auditors.by_subject.certificate.subject
+    assert by_subject.subject_name != auditors.out_of_scope.certificate.subject
+    assert by_thumbprint.subject_name is None
+    with pytest.raises(ValueError, match="not an RFC 4514 name"):
+        AdminCertificate(name="bad", subject="no equals sign")
