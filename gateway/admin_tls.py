@@ -77,6 +77,6 @@ def match_admin_certificate(
         if entry.subject is not None:
             if subject is None:
                 subject = x509.load_der_x509_certificate(der).subject
-            if x509.Name.from_rfc4514_string(entry.subject) == subject:
+            if entry.subject_name == subject:
                 return entry
     return None

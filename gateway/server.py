@@ -140,13 +140,12 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     try:
         bodies = _body_storage(settings)
         if settings.keys.log_key is not None:  # signed checkpoints of the audit log (SPEC 8)
-            tsa = settings.audit.tsa  # RFC 3161 timestamps on checkpoints, when configured
             checkpointer = Checkpointer.from_settings(
                 audit,
                 settings.audit,
                 settings.keys.log_key,
                 passphrase,
-                timestamper=TsaClient.from_settings(session, tsa) if tsa is not None else None,
+                timestamper=_timestamper(session, settings),  # RFC 3161, when configured
                 on_timestamp=_timestamp_reporter(state),
             )
             await checkpointer.start()
@@ -325,6 +324,14 @@ async def _handle_rest(
         return response
     finally:
         body.close()
+
+
+def _timestamper(session: aiohttp.ClientSession, settings: Settings) -> TsaClient | None:
+    """The TSA client of ``audit.tsa``, judging genTime by the gateway's clock skew."""
+    if settings.audit.tsa is None:
+        return None
+    skew = timedelta(seconds=settings.max_clock_skew_seconds)
+    return TsaClient.from_settings(session, settings.audit.tsa, max_clock_skew=skew)
 
 
 def create_client_app(settings: Settings, state: GatewayState | None = None) -> web.Application:

@@ -166,15 +166,22 @@ class TsaClient:
         self._clock = clock
 
     @classmethod
-    def from_settings(cls, session: aiohttp.ClientSession, settings: TsaSettings) -> TsaClient:
-        """A client for the ``audit.tsa`` settings; `InvalidCheckpoint` names the setting
-        when the CA certificate file cannot be used."""
+    def from_settings(
+        cls,
+        session: aiohttp.ClientSession,
+        settings: TsaSettings,
+        *,
+        max_clock_skew: timedelta = timedelta(minutes=5),
+    ) -> TsaClient:
+        """A client for the ``audit.tsa`` settings (and the gateway's ``max_clock_skew``);
+        `InvalidCheckpoint` names the setting when the CA certificate file cannot be used."""
         return cls(
             session,
             settings.url,
             TsaTrust.from_file(settings.ca_certificate),
             timeout_seconds=settings.timeout_seconds,
             policy=settings.policy,
+            max_clock_skew=max_clock_skew,
         )
 
     async def timestamp(self, data: bytes) -> VerifiedTimestamp:

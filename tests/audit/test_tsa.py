@@ -32,7 +32,8 @@ from gateway.audit.tsa_verify import (
     timestamp_checker,
     verify_timestamp,
 )
-from gateway.settings import SettingsError, load_settings
+from gateway.server import _timestamper
+from gateway.settings import Settings, SettingsError, load_settings
 from tests.audit.tsa_support import (
     HAVE_OPENSSL,
     POLICY,
@@ -294,6 +295,35 @@ async def test_tsa_with_a_wrong_clock(start_tsa: TsaFactory, note: str) -> None:
         with pytest.raises(InvalidTimestamp, match="more than 0:05:00 apart") as caught:
             await client.timestamp(note.encode())
     assert caught.value.reason == "time"
+
+
+async def test_the_gateway_judges_gen_time_by_its_max_clock_skew(
+    start_tsa: TsaFactory, note: str, tsa_pki: TsaPki, tmp_path: Path
+) -> None:
+    """``max_clock_skew_seconds`` reaches the TSA client the gateway builds."""
+    tsa = await start_tsa()
+    ahead = datetime.now(UTC) + timedelta(seconds=90)  # this host's clock 90 s ahead
+
+    def gateway_settings(skew: int) -> Settings:
+        return Settings.model_validate(
+            {
+                "registry_dir": tmp_path,
+                "keys": {"signing_certificate": "a", "signing_key": "b", "log_key": "c"},
+                "audit": {"tsa": {"url": tsa.url, "ca_certificate": tsa_pki.ca_cert}},
+                "max_clock_skew_seconds": skew,
+            }
+        )
+
+    async with aiohttp.ClientSession() as session:
+        tight = _timestamper(session, gateway_settings(60))
+        assert tight is not None
+        tight._clock = lambda: ahead
+        with pytest.raises(InvalidTimestamp, match="more than 0:01:00 apart"):
+            await tight.timestamp(note.encode())
+        loose = _timestamper(session, gateway_settings(120))
+        assert loose is not None
+        loose._clock = lambda: ahead
+        await loose.timestamp(note.encode())
 
 
 def test_request_asks_for_a_certificate_with_a_fresh_nonce(tsa_pki: TsaPki) -> None:
