@@ -5,8 +5,9 @@ authenticate by client certificate or bearer token (`authenticate_admin`) and se
 exchanges of members in their scope: another member's exchange answers 404, as an unknown
 one does. Encrypted bodies are decrypted for the bundle when body keys are configured (an
 auditor with access to the exchange may read its bodies). An exchange not yet covered by a
-checkpoint answers 409 with ``Retry-After``; one that retention moved to an archive answers
-410 naming the archive, as a proof that needs archived records does. Authentication and
+checkpoint answers 409 with ``Retry-After``; one that retention moved to an archive is
+proved from the archive, and one a retention cut split answers 410 naming where each part
+is, as a proof that needs archived records does. Authentication and
 errors are those of every auditor endpoint (`auditor_endpoint`, one status table): a
 store failure is logged with its details and answered 503 with a plain sentence.
 """
@@ -100,7 +101,7 @@ EVIDENCE_OPENAPI: Final[dict[str, Any]] = {
             "400": {"description": "the request id is not a lower-case UUID"},
             "404": {"description": "unknown or out of scope"},
             "409": {"description": "not yet covered by a checkpoint (Retry-After)"},
-            "410": {"description": "archived by retention (the archive is named)"},
+            "410": {"description": "split by a retention cut (where each part is is named)"},
             "503": {"description": "the audit log cannot be read now"},
         },
     }

@@ -5,8 +5,11 @@ inclusion proofs from an `AuditStore` and hands them to `build_evidence`; the au
 ``GET /audit/v1/evidence/{request id}`` and ``obmin audit export`` both use it. The
 checkpoint is the newest one covering both records that carries an RFC 3161 token (the
 newest of all when none does yet). An exchange that retention moved to an archive is
-answered with `RecordsArchived`, naming the archive. ``obmin audit verify-evidence`` is
-`verify_evidence_cli`.
+proved from that archive: it holds the records, their checkpoints and the tree state it
+starts from, so the bundle is the same as the live log gave before (the checkpoint is one
+of the archive's). An exchange split by a cut (the request archived, the response still
+live or in the next archive) answers `RecordsArchived`, naming where each part is.
+``obmin audit verify-evidence`` is `verify_evidence_cli`.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 from cryptography import x509
 
-from gateway.audit.archive_lookup import ArchiveDirectory
+from gateway.audit.archive_lookup import ArchivedExchange, ArchiveDirectory
 from gateway.audit.body_crypto import BodyBinding, OpenBody
 from gateway.audit.checkpoint import VerifierKey
 from gateway.audit.errors import AuditError, InvalidCheckpoint, RecordsArchived
@@ -28,6 +31,7 @@ from gateway.audit.evidence import BodyForm, EvidenceError, EvidenceItem, build_
 from gateway.audit.evidence_verify import verify_evidence
 from gateway.audit.query import MAX_QUERY_LIMIT
 from gateway.audit.records import AuditRecord
+from gateway.audit.sqlite_store import SqliteAuditStore
 from gateway.audit.store import AuditStore, StoredCheckpoint
 from gateway.audit.tsa_verify import TsaTrust
 from security.pki_keys import SigningKey
@@ -87,20 +91,31 @@ async def collect_evidence(
     read them), else exported as stored. ``signer_certificate`` looks a thumbprint up
     among the certificates the gateway knows (registry); a record's signer found there is
     included (only the record's one or two thumbprints are looked up).
-    ``archives`` is where retention puts this log's archives: an exchange found there (in
-    whole or in part) raises `RecordsArchived` naming the file.
+    ``archives`` is where retention puts this log's archives: an exchange found there is
+    proved from its archive; one split between an archive and the live log (or the next
+    archive) raises `RecordsArchived` naming both.
     """
     scope = members or None
     records = await store.query(request_id=request_id, members=scope, limit=MAX_QUERY_LIMIT)
     if not any(record.direction == "request" for record in records) and archives is not None:
         found = await asyncio.to_thread(archives.find, request_id, members)
         if found is not None:
-            seqs = sorted(r.seq for r in found.records)
-            raise RecordsArchived(
-                f"the records of request {request_id} (seq {', '.join(map(str, seqs))}) were"
-                f" archived by retention to {found.path.name}; the live log cannot prove them"
-                " (verify the archive with obmin audit verify-archive)"
-            )
+            if records or not any(r.direction == "request" for r in found.records):
+                raise _split(request_id, found, records)
+            archive = SqliteAuditStore(found.path, read_only=True)
+            await archive.open()
+            try:
+                return await collect_evidence(
+                    archive,
+                    request_id,
+                    signer,
+                    members=members,
+                    open_body=open_body,
+                    signer_certificate=signer_certificate,
+                    now=now,
+                )
+            finally:
+                await archive.close()
     if not records:
         raise EvidenceNotFound(f"no audit record of request {request_id}")
     last = max(record.seq for record in records)
@@ -131,6 +146,21 @@ async def collect_evidence(
         timestamp_token=stored.timestamp_token,
         signer_certificates=certificates,
         created=now or datetime.now(UTC),
+    )
+
+
+def _split(request_id: str, found: ArchivedExchange, live: list[AuditRecord]) -> RecordsArchived:
+    """The error for an exchange a retention cut split: no one checkpoint proves it all."""
+    archived = ", ".join(str(r.seq) for r in sorted(found.records, key=lambda r: r.seq))
+    rest = (  # found is the newest archive holding any of them: the rest is live or older
+        f"seq {', '.join(str(r.seq) for r in sorted(live, key=lambda r: r.seq))} in the live log"
+        if live
+        else "the request in an earlier archive"
+    )
+    return RecordsArchived(
+        f"the records of request {request_id} were split by a retention cut: seq {archived}"
+        f" in {found.path.name}, {rest}; export needs them under one checkpoint (verify the"
+        " archives and the log with obmin audit verify --archives)"
     )
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import shutil
 import sqlite3
 import subprocess
@@ -41,9 +42,13 @@ from gateway.audit import (
     verify_log_cli,
 )
 from gateway.audit.archive_format import archives_in
+from gateway.audit.archive_lookup import ArchiveDirectory
+from gateway.audit.evidence_export import EvidenceNotFound, EvidenceSigner, collect_evidence
+from gateway.audit.evidence_verify import verify_evidence
 from gateway.audit.retention import _archive, archive_cli, archive_expired
 from gateway.audit.verify_sources import LogSource
 from gateway.settings import AuditSettings, KeySettings, Settings
+from security import load_certificate, load_private_key
 from tests.audit.conftest import ORIGIN, StoreMaker
 from tests.audit.drafts import NOW, exchange
 
@@ -405,3 +410,48 @@ async def test_the_obmin_command_line(
     assert code == 0 and out.count("OK:") == 4
     code, out = await asyncio.to_thread(obmin, "audit", "verify-archive", *files)
     assert code == 1 and "--vkey" in out
+
+
+async def test_evidence_of_archived_exchanges_comes_from_their_archive(
+    make_store: StoreMaker, log_key: Ed25519PrivateKey, tmp_path: Path, dev_pki: Path
+) -> None:
+    """An exchange wholly inside one archive is proved from it, against one of its own
+    checkpoints; one a cut split (into two archives, or an archive and the live log) is
+    refused with where each part lies."""
+    store = await make_store.open()
+    checkpointer = Checkpointer(store, log_key, origin=ORIGIN, every_records=10**6)
+    await checkpointer.start()
+    first, split_a, second, split_b = (exchange(f"m-{n}", time=OLD) for n in range(4))
+    split_b[1] = dataclasses.replace(split_b[1], time=NOW)
+    for drafts, checkpoint in (
+        (first, False),  # 0, 1
+        (split_a[:1], True),  # 2; checkpoint 3
+        (split_a[1:] + second + split_b[:1], True),  # 3-6; checkpoint 7
+        (split_b[1:], True),  # 7 (young); checkpoint 8
+    ):
+        await store.append(drafts)
+        if checkpoint:
+            await checkpointer.checkpoint()
+    await checkpointer.stop()
+    paths = await _archive_old(store, log_key, tmp_path / "archive", max_records=3)
+    assert [p.name.split(".")[-3] for p in paths] == [
+        "0000000000000000-0000000000000003",
+        "0000000000000003-0000000000000007",
+    ]
+    signer = EvidenceSigner(
+        key=load_private_key(dev_pki / "gateway" / "sign.key"),
+        certificate=load_certificate(dev_pki / "gateway" / "sign.crt"),
+        log_key=_vkey(log_key),
+    )
+    directory = ArchiveDirectory(tmp_path / "archive", ORIGIN)
+    for drafts, size, seqs in ((first, 3, [0, 1]), (second, 7, [4, 5])):
+        bundle = await collect_evidence(store, drafts[0].request_id, signer, archives=directory)
+        report = verify_evidence(bundle, gateway_certificate=signer.certificate)
+        assert report.tree_size == size and [r.seq for r in report.records] == seqs
+    with pytest.raises(RecordsArchived, match=r"seq 3 in .*0003-.*, the request in an earlier"):
+        await collect_evidence(store, split_a[0].request_id, signer, archives=directory)
+    with pytest.raises(RecordsArchived, match=r"seq 6 in .*0003-.*, seq 7 in the live log"):
+        await collect_evidence(store, split_b[0].request_id, signer, archives=directory)
+    with pytest.raises(EvidenceNotFound):  # the live log alone no longer has it
+        await collect_evidence(store, first[0].request_id, signer)
+    await store.close()

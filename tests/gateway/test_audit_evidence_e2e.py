@@ -410,7 +410,7 @@ async def test_a_failing_tsa_never_blocks_the_log_and_is_reported(
     assert re.search(r"^obmin_audit_timestamp_failing 0\.0$", metrics, re.M)
 
 
-async def test_archived_exchanges_answer_410_and_archives_verify_their_tokens(
+async def test_archived_exchanges_are_proved_from_their_archive_with_its_tokens(
     gateways: Factory,
     tmp_path: Path,
     tsa_pki: TsaPki,
@@ -434,15 +434,29 @@ async def test_archived_exchanges_answer_410_and_archives_verify_their_tokens(
         cutoff=datetime.now(UTC) + timedelta(minutes=1),
     )
     assert [(o.start, o.end) for o in done] == [(0, 4)]
+    assert not await gw.store.query(request_id=request_id)  # gone from the live log
     response = await gw.admin.get(f"/audit/v1/evidence/{request_id}", headers=AUDITOR)
-    assert response.status == 410
-    problem = await response.json()
-    assert problem["type"] == "RecordsArchived" and done[0].path.name in problem["message"]
+    assert response.status == 200, await response.text()
+    bundle = await response.read()
+    members = _members(bundle)
+    assert members["checkpoint.note"].decode().splitlines()[1] == "4"  # the archive's last
+    assert "checkpoint.tsr" in members  # and its token, from the archive
     hidden = await gw.admin.get(f"/audit/v1/evidence/{request_id}", headers=OUT_OF_SCOPE)
     assert hidden.status == 404  # out of scope: archived or not, it does not exist
-    code, out = await _obmin(capsys, "audit", "export", request_id, "-o", tmp_path / "x.zip",
+    exported = tmp_path / "x.zip"
+    code, out = await _obmin(capsys, "audit", "export", request_id, "-o", exported,
                              "-c", gw.config)  # fmt: skip
-    assert code == 1 and "archived by retention" in out, out
+    assert code == 0, out
+    certificate = gateways.dev_pki / "gateway" / "sign.crt"
+    for file in (exported, tmp_path / "api.zip"):
+        if not file.exists():
+            file.write_bytes(bundle)
+        code, out = await _obmin(
+            capsys, "audit", "verify-evidence", file, "--certificate", certificate,
+            "--tsa-ca", tsa_pki.ca_cert,
+        )  # fmt: skip
+        assert code == 0 and f"evidence for request {request_id}: OK" in out, out
+        assert "checkpoint timestamped at" in out, out
 
     code, out = await _obmin(capsys, "audit", "verify", "-c", gw.config, "--archives", archives)
     assert code == 0, out
