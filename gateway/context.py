@@ -16,6 +16,7 @@ from cryptography.x509 import Certificate
 from gateway.audit import AuditStore, BodyStorage
 from gateway.breaker import BreakerBoard
 from gateway.metrics import GatewayMetrics
+from gateway.provider_tls import ProviderTls
 from gateway.ratelimit import RateLimiter
 from gateway.settings import Settings
 from gateway.soap.xml import XmlLimits
@@ -57,3 +58,5 @@ class ExchangeEnv:
     breakers: BreakerBoard = field(default_factory=BreakerBoard)
     # How bodies are kept under policies plain and encrypted (keyring, size cap).
     bodies: BodyStorage = field(default_factory=BodyStorage)
+    # TLS contexts towards providers, per snapshot: a reload starts a new set (files re-read).
+    provider_tls: ProviderTls = field(default_factory=ProviderTls)

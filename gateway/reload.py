@@ -22,6 +22,7 @@ import structlog
 
 from gateway.audit import BodyStorage
 from gateway.audit.bodies import services_needing_body_keys
+from gateway.provider_tls import ProviderTls
 from gateway.tls import trust_registry_certs
 from registry import Registry, RegistryError, load_registry, registry_files
 from security import TrustStore
@@ -88,6 +89,7 @@ async def reload_registry(state: GatewayState, trigger: Trigger) -> ReloadOutcom
             current,
             registry=registry,
             trust=TrustStore(registry.trust_anchors, registry.intermediates),
+            provider_tls=ProviderTls(current.key_passphrase),  # replaced files read anew
         )
         if state.tls_context is not None:
             trust_registry_certs(state.tls_context, registry)

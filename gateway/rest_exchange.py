@@ -44,7 +44,6 @@ from gateway.meta import (
     answer_wsdl_query,
     is_rest_metaservice,
 )
-from gateway.provider_tls import provider_ssl
 from gateway.ratelimit import RateLimited
 from gateway.rest.auth import VerifiedRest, verify_http_signature
 from gateway.rest.json_body import JsonLimits, check_json, is_json_media_type
@@ -385,6 +384,7 @@ async def forward(
         total=service.total_timeout, sock_connect=service.connect_timeout
     )
     retry = service.retry_idempotent and incoming.method in IDEMPOTENT_METHODS
+    ssl_context = await env.provider_tls.context(service)
     for attempt in (1, 2):
         reply = SpooledBody(
             limit=env.settings.limits.max_response_bytes,
@@ -398,7 +398,7 @@ async def forward(
                 data=incoming.body.chunks() if incoming.body.size else None,
                 timeout=timeout,
                 allow_redirects=False,
-                ssl=provider_ssl(service, env.key_passphrase),
+                ssl=ssl_context,
                 # Only what the client sent: no User-Agent (SPEC 3.2), Accept or
                 # Accept-Encoding of aiohttp's own, no Content-Type the client did not declare.
                 skip_auto_headers=_NOT_AUTOMATIC,

@@ -29,6 +29,7 @@ from gateway.audit import (
 from gateway.audit.retention import run_retention
 from gateway.context import ExchangeEnv, GatewaySigner
 from gateway.metrics import GatewayMetrics
+from gateway.provider_tls import ProviderTls
 from gateway.ratelimit import MemoryRateLimiter, RateLimiter, RedisRateLimiter
 from gateway.reload import check_body_policies, watch_registry
 from gateway.rest_exchange import (
@@ -88,6 +89,7 @@ def _build_env(
         rate_limiter=rate_limiter,
         key_passphrase=passphrase,
         bodies=bodies,
+        provider_tls=ProviderTls(passphrase),
     )
 
 

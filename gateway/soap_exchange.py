@@ -34,7 +34,6 @@ from gateway.context import ExchangeEnv
 from gateway.errors import Fault, GatewayError, fault_for
 from gateway.forward import ProviderReply, forward_request
 from gateway.meta import answer_soap_metaservice, is_metaservice
-from gateway.provider_tls import provider_ssl
 from gateway.soap.envelope import SoapEnvelope, parse_envelope
 from gateway.soap.mime import ProtocolError, SoapPayload, parse_content_type, split_soap_payload
 from gateway.soap.render import render_fault, request_hash, set_request_hash
@@ -484,7 +483,7 @@ async def run_soap_exchange(
             reply = ProviderReply(answer.status, answer.content_type, answer.body)
         else:
             service = exchange.service
-            ssl_context = provider_ssl(service, env.key_passphrase)  # ours to fail, not theirs
+            ssl_context = await env.provider_tls.context(service)  # ours to fail, not theirs
             with env.breakers.for_service(service).guard(str(service.id)):  # fail fast if down
                 reply = await forward_request(  # 6
                     env.session,

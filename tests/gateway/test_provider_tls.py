@@ -14,8 +14,10 @@ from lxml import etree
 
 from adapters.client import build_soap_request
 from adapters.example_provider import create_provider_app
+from gateway.reload import reload_registry
 from gateway.server import create_client_app
 from gateway.settings import Settings
+from gateway.state import GatewayState
 from registry.identifiers import ClientId
 from security import init_pki
 from security.pki_certs import issue_tls_client_cert, issue_tls_server_cert
@@ -150,5 +152,54 @@ async def test_encrypted_client_key_towards_the_provider(
         # No passphrase configured: the service's TLS settings cannot be used (and OpenSSL
         # did not stop the gateway to ask for one on the terminal).
         assert results["without"] == "Server.ClientProxy.InternalError"
+    finally:
+        await provider.close()
+
+
+async def test_a_ca_file_replaced_in_place_is_read_again_at_the_reload(
+    dev_pki: Path, tmp_path: Path, aiohttp_client: Callable[..., Any]
+) -> None:
+    """The provider's CA certificate renewed under the same file name: the running
+    registry keeps the context it built, the reload reads the file again."""
+    server_cert = issue_tls_server_cert(dev_pki, out_dir=tmp_path / "provider")
+    provider_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    provider_ctx.load_cert_chain(server_cert.cert_path, server_cert.key_path)
+    provider = TestServer(create_provider_app())
+    await provider.start_server(ssl=provider_ctx)
+    ca_file = tmp_path / "provider-ca.pem"
+    ca_file.write_bytes(init_pki(tmp_path / "old").ca_cert.read_bytes())  # not the right CA
+    try:
+        registry = registry_for(dev_pki / "ca" / "ca.crt", "http://unused")
+        registry["members"][0]["subsystems"].append({"code": "LEGACY", "auth": "none"})
+        registry["access"][0]["clients"].append(str(LEGACY))
+        registry["services"][0]["url"] = str(provider.make_url("/soap"))
+        registry["services"][0]["tls"] = {"ca_certificates": [str(ca_file)]}
+        (tmp_path / "registry").mkdir()
+        (tmp_path / "registry" / "r.yaml").write_text(yaml.safe_dump(registry))
+        settings = Settings.model_validate(
+            {
+                "registry_dir": tmp_path / "registry",
+                "keys": {
+                    "signing_certificate": dev_pki / "gateway" / "sign.crt",
+                    "signing_key": dev_pki / "gateway" / "sign.key",
+                },
+                "audit": {"path": tmp_path / "audit.db"},
+                "allow_unauthenticated_clients": True,
+            }
+        )
+        state = GatewayState(settings)
+        client = await aiohttp_client(create_client_app(settings, state))
+
+        async def fault() -> str | None:
+            request = etree.tostring(build_soap_request(LEGACY, SERVICE, _body()))
+            response = await client.post("/", data=request, headers={"Content-Type": "text/xml"})
+            return etree.fromstring(await response.read()).findtext(".//faultcode")
+
+        failed = "Server.ServerProxy.ServiceFailed.SslAuthenticationFailed"
+        assert await fault() == failed
+        ca_file.write_bytes((dev_pki / "ca" / "ca.crt").read_bytes())  # renewed in place
+        assert await fault() == failed  # the snapshot in force keeps what it read
+        assert (await reload_registry(state, "admin")).ok
+        assert await fault() is None
     finally:
         await provider.close()
