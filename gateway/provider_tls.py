@@ -68,10 +68,12 @@ class ProviderTls:
 
 def _build(setting: _Setting, passphrase: bytes | None) -> ssl.SSLContext:
     verify, cas, cert, key = setting
-    context = ssl.create_default_context()
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    if cas:
+    if cas:  # the service's CAs alone: the system's would let any public CA speak for it
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         context.load_verify_locations(cadata="".join(p.read_text("ascii") for p in cas))
+    else:
+        context = ssl.create_default_context()
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
     if not verify:
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE

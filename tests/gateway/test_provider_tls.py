@@ -4,12 +4,15 @@
 from __future__ import annotations
 
 import ssl
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
-from aiohttp.test_utils import TestServer
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
 from lxml import etree
 
 from adapters.client import build_soap_request
@@ -156,50 +159,94 @@ async def test_encrypted_client_key_towards_the_provider(
         await provider.close()
 
 
+FAILED = "Server.ServerProxy.ServiceFailed.SslAuthenticationFailed"
+
+
+@dataclass
+class Deployment:
+    """A gateway in front of one HTTPS provider, for the tests below."""
+
+    state: GatewayState
+    client: TestClient[web.Request, web.Application]
+
+    async def fault(self) -> str | None:
+        request = etree.tostring(build_soap_request(LEGACY, SERVICE, _body()))
+        response = await self.client.post("/", data=request, headers={"Content-Type": "text/xml"})
+        return etree.fromstring(await response.read()).findtext(".//faultcode")
+
+
+@pytest.fixture
+async def https_provider(dev_pki: Path, tmp_path: Path) -> AsyncIterator[str]:
+    """The example provider over HTTPS with a certificate of the development CA."""
+    server_cert = issue_tls_server_cert(dev_pki, out_dir=tmp_path / "provider")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(server_cert.cert_path, server_cert.key_path)
+    provider = TestServer(create_provider_app())
+    await provider.start_server(ssl=context)
+    yield str(provider.make_url("/soap"))
+    await provider.close()
+
+
+async def _deploy(
+    dev_pki: Path,
+    directory: Path,
+    url: str,
+    tls: dict[str, Any],
+    aiohttp_client: Callable[..., Any],
+) -> Deployment:
+    registry = registry_for(dev_pki / "ca" / "ca.crt", "http://unused")
+    registry["members"][0]["subsystems"].append({"code": "LEGACY", "auth": "none"})
+    registry["access"][0]["clients"].append(str(LEGACY))
+    registry["services"][0]["url"] = url
+    registry["services"][0]["tls"] = tls
+    (directory / "registry").mkdir(parents=True)
+    (directory / "registry" / "r.yaml").write_text(yaml.safe_dump(registry))
+    settings = Settings.model_validate(
+        {
+            "registry_dir": directory / "registry",
+            "keys": {
+                "signing_certificate": dev_pki / "gateway" / "sign.crt",
+                "signing_key": dev_pki / "gateway" / "sign.key",
+            },
+            "audit": {"path": directory / "audit.db"},
+            "allow_unauthenticated_clients": True,
+        }
+    )
+    state = GatewayState(settings)
+    return Deployment(state, await aiohttp_client(create_client_app(settings, state)))
+
+
 async def test_a_ca_file_replaced_in_place_is_read_again_at_the_reload(
-    dev_pki: Path, tmp_path: Path, aiohttp_client: Callable[..., Any]
+    dev_pki: Path, tmp_path: Path, https_provider: str, aiohttp_client: Callable[..., Any]
 ) -> None:
     """The provider's CA certificate renewed under the same file name: the running
     registry keeps the context it built, the reload reads the file again."""
-    server_cert = issue_tls_server_cert(dev_pki, out_dir=tmp_path / "provider")
-    provider_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    provider_ctx.load_cert_chain(server_cert.cert_path, server_cert.key_path)
-    provider = TestServer(create_provider_app())
-    await provider.start_server(ssl=provider_ctx)
     ca_file = tmp_path / "provider-ca.pem"
     ca_file.write_bytes(init_pki(tmp_path / "old").ca_cert.read_bytes())  # not the right CA
-    try:
-        registry = registry_for(dev_pki / "ca" / "ca.crt", "http://unused")
-        registry["members"][0]["subsystems"].append({"code": "LEGACY", "auth": "none"})
-        registry["access"][0]["clients"].append(str(LEGACY))
-        registry["services"][0]["url"] = str(provider.make_url("/soap"))
-        registry["services"][0]["tls"] = {"ca_certificates": [str(ca_file)]}
-        (tmp_path / "registry").mkdir()
-        (tmp_path / "registry" / "r.yaml").write_text(yaml.safe_dump(registry))
-        settings = Settings.model_validate(
-            {
-                "registry_dir": tmp_path / "registry",
-                "keys": {
-                    "signing_certificate": dev_pki / "gateway" / "sign.crt",
-                    "signing_key": dev_pki / "gateway" / "sign.key",
-                },
-                "audit": {"path": tmp_path / "audit.db"},
-                "allow_unauthenticated_clients": True,
-            }
-        )
-        state = GatewayState(settings)
-        client = await aiohttp_client(create_client_app(settings, state))
+    tls = {"ca_certificates": [str(ca_file)]}
+    gateway = await _deploy(dev_pki, tmp_path / "gw", https_provider, tls, aiohttp_client)
+    assert await gateway.fault() == FAILED
+    ca_file.write_bytes((dev_pki / "ca" / "ca.crt").read_bytes())  # renewed in place
+    assert await gateway.fault() == FAILED  # the snapshot in force keeps what it read
+    assert (await reload_registry(gateway.state, "admin")).ok
+    assert await gateway.fault() is None
 
-        async def fault() -> str | None:
-            request = etree.tostring(build_soap_request(LEGACY, SERVICE, _body()))
-            response = await client.post("/", data=request, headers={"Content-Type": "text/xml"})
-            return etree.fromstring(await response.read()).findtext(".//faultcode")
 
-        failed = "Server.ServerProxy.ServiceFailed.SslAuthenticationFailed"
-        assert await fault() == failed
-        ca_file.write_bytes((dev_pki / "ca" / "ca.crt").read_bytes())  # renewed in place
-        assert await fault() == failed  # the snapshot in force keeps what it read
-        assert (await reload_registry(state, "admin")).ok
-        assert await fault() is None
-    finally:
-        await provider.close()
+async def test_the_services_cas_replace_the_systems(
+    dev_pki: Path,
+    tmp_path: Path,
+    https_provider: str,
+    aiohttp_client: Callable[..., Any],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A service that names its CAs trusts those alone, not the system's as well; one that
+    names none trusts the system's (here the development CA, through SSL_CERT_FILE)."""
+    monkeypatch.setenv("SSL_CERT_FILE", str(dev_pki / "ca" / "ca.crt"))
+    other = init_pki(tmp_path / "other").ca_cert
+    pinned = await _deploy(
+        dev_pki, tmp_path / "pinned", https_provider, {"ca_certificates": [str(other)]},
+        aiohttp_client,
+    )  # fmt: skip
+    assert await pinned.fault() == FAILED
+    system = await _deploy(dev_pki, tmp_path / "system", https_provider, {}, aiohttp_client)
+    assert await system.fault() is None
