@@ -101,7 +101,9 @@ EVIDENCE_OPENAPI: Final[dict[str, Any]] = {
             "400": {"description": "the request id is not a lower-case UUID"},
             "404": {"description": "unknown or out of scope"},
             "409": {"description": "not yet covered by a checkpoint (Retry-After)"},
-            "410": {"description": "split by a retention cut (where each part is is named)"},
+            "410": {
+                "description": "split by a retention cut (the message names where each record is)"
+            },
             "503": {"description": "the audit log cannot be read now"},
         },
     }
