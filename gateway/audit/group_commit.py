@@ -59,6 +59,8 @@ class GroupCommitter:
         self.commits = 0
         self.records = 0
         self.last_commit_seconds: float | None = None
+        # Whether the latest commit failed: then only a real write shows the store is back.
+        self.failing = False
         self._listeners: list[Callable[[int], None]] = []
 
     @property
@@ -154,6 +156,7 @@ class GroupCommitter:
             log.exception("audit commit failed unexpectedly", store=self.name)
             error = AuditError(f"internal error in the audit writer: {exc!r}")
         else:
+            self.failing = False
             self.last_commit_seconds = time.perf_counter() - started
             self.commits += 1
             committed = sum(len(call) for call in calls)
@@ -163,6 +166,7 @@ class GroupCommitter:
                     pending.done.set_result(records)
             self._notify(committed)
             return
+        self.failing = True
         log.error("audit commit failed", store=self.name, reason=str(error))
         _fail(batch, error)
 

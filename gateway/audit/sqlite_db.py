@@ -263,6 +263,18 @@ class SqliteLog:
         with contextlib.suppress(_Probed):
             self._write(probe, "the audit database is not writable:")
 
+    def probe_durable(self) -> None:
+        """Raise `AuditError` unless a write can be committed and synced now.
+
+        Sets the schema version to the one the file has: the header page goes to the WAL and
+        is synced as a commit of records would be, and nothing in the log changes.
+        """
+
+        def probe(conn: sqlite3.Connection) -> None:
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+        self._write(probe, "the audit database cannot be written:")
+
     def add_checkpoint(self, stored: StoredCheckpoint) -> None:
         """Insert a checkpoint durably; refuses one for more records than the log holds."""
         checkpoint = stored.checkpoint

@@ -140,11 +140,19 @@ class SqliteAuditStore:
         return await self._write(lambda: self._writer.delete_below(size, limit))
 
     async def check_writable(self) -> bool:
-        """Whether a write transaction can be started now (``/readyz``); never raises."""
+        """Whether the log can be written now (``/readyz``); never raises.
+
+        While appends succeed, whether a write transaction can be started (no I/O). After a
+        failed commit, a real one: a write committed and synced, as a full disk fails only
+        those (the store is ready again when that write succeeds, traffic or not).
+        """
         if self._closed or not self._committer.running:
             return False
+        probe = (
+            self._writer.probe_durable if self._committer.failing else self._writer.probe_writable
+        )
         try:
-            await self._write(self._writer.probe_writable)
+            await self._write(probe)
         except AuditError:
             return False
         return True
