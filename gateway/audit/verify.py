@@ -127,7 +127,7 @@ class VerifyReport:
         span = f"records {self.start} to {self.records - 1}" if self.start else "records"
         lines = [
             f"OK: {self.source}: {checked} {span}, {self.checkpoints} checkpoints verified",
-            f"tree root {self.root.hex()} at size {self.records}",
+            f"tree root {base64.b64encode(self.root).decode()} at size {self.records}",
             f"checked in {self.seconds:.2f} s ({rate:.0f} records/s)",
         ]
         if self.start:

@@ -43,6 +43,8 @@ def set_request_hash(header: etree._Element, value: str) -> etree._Element:
     """Put ``xrd:requestHash`` with ``value`` into ``header``, replacing any the provider sent."""
     for old in header.findall(_REQUEST_HASH):
         header.remove(old)
-    element = etree.SubElement(header, _REQUEST_HASH, algorithmId=SHA512_URI)
+    element = etree.SubElement(
+        header, _REQUEST_HASH, {"algorithmId": SHA512_URI}, nsmap={"xrd": XROAD_NS}
+    )
     element.text = value
     return element

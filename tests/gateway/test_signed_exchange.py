@@ -102,6 +102,8 @@ async def test_zeep_binary_signature_interop_under_standard(
     assert root.findtext(f".//{{{DEMO_NS}}}givenName") == "Olena"
     # obmin's signed response verifies with xmlsec (an implementation nobody here wrote).
     _xmlsec_verify(root, load_certificate(deployment.pki / "gateway" / "sign.crt"))
+    request_hash = root.find(".//{http://x-road.eu/xsd/xroad.xsd}requestHash")
+    assert request_hash is not None and request_hash.prefix == "xrd"  # not an invented ns0
 
     # One byte of the Body changed after signing: refused.
     tampered = signed.replace(b">1234567890<", b">1234567891<")
