@@ -10,7 +10,8 @@ as the checkpointer makes them (with the subtrees they complete). Then measures 
   tree, every checkpoint signature), with worker processes and in one process;
 * a lookup by message id, on a store opened afresh (median and worst of 50);
 * an inclusion proof for a record against the latest checkpoint — cold (a store opened
-  afresh) and with its node cache warm — and a consistency proof; each verified.
+  afresh), cold nodes on a store already used, and with its node cache warm — and a
+  consistency proof; each verified.
 
     .venv/bin/python bench/audit_verify.py [--records 1000000] [--store sqlite|postgres]
         [--dsn postgresql://127.0.0.1:5432/test] [--dir /var/tmp] [--keep]
@@ -214,7 +215,15 @@ async def lookups_and_proofs(open_store: object, records: int) -> None:
         await store.close()
     # records - 12_345 would be negative on a small log: the warm one is near the end anyway
     warm_at = max(records - 12_345, records * 5 // 7)
-    for label, at in (("cold store", records * 3 // 7), ("warm cache", warm_at)):
+    # cold store: a store opened afresh (new connections, empty node cache); cold nodes: the
+    # same store, another part of the tree (connections used, nodes not cached); warm cache:
+    # near the end, where the earlier proofs cached the large subtrees.
+    positions = (
+        ("cold store", records * 3 // 7),
+        ("cold nodes", records // 7),
+        ("warm cache", warm_at),
+    )
+    for label, at in positions:
         store = await fresh() if label == "cold store" else store
         (leaf,) = await store.leaf_hashes(at, 1)
         started = time.perf_counter()
