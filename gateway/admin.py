@@ -7,6 +7,8 @@ on the HTTPS admin port, a configured client certificate (`authenticate_admin`).
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from aiohttp import web
 from cryptography.hazmat.primitives.serialization import Encoding
 
@@ -29,6 +31,8 @@ async def _readyz(request: web.Request) -> web.Response:
     if env is None:
         return json_response({"ready": False, "reason": "not started"}, status=503)
     writable = await env.audit.check_writable()
+    outdated = env.freshness.outdated(datetime.now(UTC))
+    refused_since = env.freshness.refused_since
     reload = state.last_reload
     details = {
         "registry": {
@@ -36,6 +40,9 @@ async def _readyz(request: web.Request) -> web.Response:
             "directory": str(env.registry.loaded_from),
             "digest": env.registry.digest,
             "services": env.registry.counts.services,
+            # Since when reloads have refused the files (the registry in force is older).
+            "files_refused_since": None if refused_since is None else refused_since.isoformat(),
+            "outdated": outdated,
             "last_reload": None
             if reload is None
             else {
@@ -51,7 +58,8 @@ async def _readyz(request: web.Request) -> web.Response:
             "gateway_certificate_not_after": env.signer.certificate.not_valid_after_utc.isoformat()
         },
     }
-    return json_response({"ready": writable, "details": details}, status=200 if writable else 503)
+    ready = writable and not outdated
+    return json_response({"ready": ready, "details": details}, status=200 if ready else 503)
 
 
 def _timestamps(state: GatewayState) -> dict[str, object] | None:

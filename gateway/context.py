@@ -16,6 +16,7 @@ from cryptography.x509 import Certificate
 from gateway.audit import AuditStore, BodyStorage
 from gateway.breaker import BreakerBoard
 from gateway.metrics import GatewayMetrics
+from gateway.outdated import RegistryFreshness
 from gateway.provider_tls import ProviderTls
 from gateway.ratelimit import RateLimiter
 from gateway.settings import Settings
@@ -60,3 +61,5 @@ class ExchangeEnv:
     bodies: BodyStorage = field(default_factory=BodyStorage)
     # TLS contexts towards providers, per snapshot: a reload starts a new set (files re-read).
     provider_tls: ProviderTls = field(default_factory=ProviderTls)
+    # Since when reloads have refused the registry files; a reload's new env keeps it.
+    freshness: RegistryFreshness = field(default_factory=RegistryFreshness)

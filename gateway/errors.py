@@ -95,6 +95,7 @@ _PUBLIC_MESSAGES: dict[str, str] = {
     "InternalError": "The gateway could not process the message because of an internal error.",
     "LoggingFailed": "The exchange could not be written to the audit log; it was not processed.",
     "CannotCreateSignature": "The gateway could not sign the response.",
+    "OutdatedRegistry": "The gateway's registry is outdated; the exchange was not processed.",
 }
 
 

@@ -75,6 +75,7 @@ async def reload_registry(state: GatewayState, trigger: Trigger) -> ReloadOutcom
             check_body_policies(registry, env.bodies)
         except RegistryError as exc:
             outcome = ReloadOutcome(False, trigger, datetime.now(UTC), error=str(exc))
+            env.freshness.refused(outcome.at)  # the registry in force no longer is the files'
             state.last_reload = outcome
             state.metrics.registry_reloads.labels(outcome="refused", trigger=trigger).inc()
             state.metrics.registry_reload_failing.set(1)
@@ -94,6 +95,7 @@ async def reload_registry(state: GatewayState, trigger: Trigger) -> ReloadOutcom
         if state.tls_context is not None:
             trust_registry_certs(state.tls_context, registry)
         outcome = ReloadOutcome(True, trigger, datetime.now(UTC), digest=registry.digest)
+        current.freshness.loaded()
         state.last_reload = outcome
         state.metrics.registry_reloads.labels(outcome="ok", trigger=trigger).inc()
         state.metrics.registry_reload_failing.set(0)

@@ -515,6 +515,7 @@ async def run_rest_exchange(
         exchange.head = head
         if too_large is not None:
             raise too_large  # noqa: TRY301 - refused here so that the refusal is audited
+        env.freshness.check(incoming.received_at)  # while the registry is outdated
         # 2. authenticate, revocation, rate limit, replay
         await _authenticate_and_admit(env, incoming, head, exchange)
         # 2b. a JSON body is sound JSON
@@ -741,6 +742,7 @@ async def run_global_metaservice(
             consent_ref=None,
         )
         exchange.head = head
+        env.freshness.check(incoming.received_at)  # while the registry is outdated
         await _authenticate_and_admit(env, incoming, head, exchange)
         body = incoming.body
         await env.audit.append(

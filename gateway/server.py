@@ -29,6 +29,7 @@ from gateway.audit import (
 from gateway.audit.retention import run_retention
 from gateway.context import ExchangeEnv, GatewaySigner
 from gateway.metrics import GatewayMetrics
+from gateway.outdated import RegistryFreshness
 from gateway.provider_tls import ProviderTls
 from gateway.ratelimit import MemoryRateLimiter, RateLimiter, RedisRateLimiter
 from gateway.reload import check_body_policies, watch_registry
@@ -90,6 +91,11 @@ def _build_env(
         key_passphrase=passphrase,
         bodies=bodies,
         provider_tls=ProviderTls(passphrase),
+        freshness=RegistryFreshness(
+            None
+            if settings.registry_max_outdated_seconds is None
+            else timedelta(seconds=settings.registry_max_outdated_seconds)
+        ),
     )
 
 

@@ -289,6 +289,8 @@ class Settings(_Model):
     admin_certificates: tuple[AdminCertificate, ...] = ()
     registry_dir: Path
     registry_watch_seconds: float | None = Field(default=None, gt=0)
+    # Refuse exchanges (OutdatedRegistry) once reloads have refused the files this long.
+    registry_max_outdated_seconds: float | None = Field(default=None, gt=0)
     keys: KeySettings
     audit: AuditSettings = AuditSettings()
     limits: LimitSettings = LimitSettings()

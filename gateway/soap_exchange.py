@@ -439,6 +439,7 @@ async def run_soap_exchange(
         exchange.parsed = await _cpu(  # 1
             size, parse_request, incoming, env.limits, env.settings.limits.max_attachments
         )
+        env.freshness.check(now)  # refused, and audited, while the registry is outdated
         laps.lap("parse")
         exchange.client = await _cpu(  # 2
             size, authenticate, env, exchange.parsed, now, incoming.tls_client_cert

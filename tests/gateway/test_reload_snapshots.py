@@ -19,6 +19,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from adapters.client import SoapAnswer, XRoadSoapClient, build_soap_request
 from adapters.example_provider import create_provider_app
 from gateway.admin import create_admin_app
+from gateway.reload import reload_registry
 from gateway.server import create_client_app
 from gateway.settings import Settings
 from gateway.state import GatewayState
@@ -101,6 +102,7 @@ async def _setup(
     aiohttp_client: Callable[..., Any],
     provider_url: str,
     watch: float | None = None,
+    **settings_extra: Any,
 ) -> Setup:
     registry = registry_for(dev_pki / "ca" / "ca.crt", "http://127.0.0.1:9")
     registry["services"][0]["url"] = provider_url
@@ -112,6 +114,7 @@ async def _setup(
         {
             "registry_dir": registry_dir,
             "registry_watch_seconds": watch,
+            **settings_extra,
             "keys": {
                 "signing_certificate": dev_pki / "gateway" / "sign.crt",
                 "signing_key": dev_pki / "gateway" / "sign.key",
@@ -271,3 +274,57 @@ async def test_without_watch_a_changed_file_changes_nothing(
     await asyncio.sleep(0.2)
     assert setup.state.last_reload is None
     assert _fault(await setup.call("NOACCESS")) == "Server.ServerProxy.AccessDenied"
+
+
+async def test_an_outdated_registry_refuses_exchanges_until_a_reload_succeeds(
+    dev_pki: Path,
+    tmp_path: Path,
+    member_certs: dict[str, IssuedCert],
+    aiohttp_client: Callable[..., Any],
+    aiohttp_server: Callable[..., Any],
+) -> None:
+    """registry_max_outdated_seconds: once reloads have refused the files for longer, every
+    exchange is refused (and audited) with OutdatedRegistry and /readyz is 503; a reload
+    that succeeds serves again. Before the limit, the registry in force is served."""
+    provider = await _provider(aiohttp_server, open_=True)
+    setup = await _setup(
+        dev_pki, tmp_path, member_certs, aiohttp_client, provider.url,
+        registry_max_outdated_seconds=0.3,
+    )  # fmt: skip
+    setup.write(lambda registry: registry["services"][0].update(type="ftp"))  # invalid
+    refused = await reload_registry(setup.state, "admin")
+    assert not refused.ok
+    assert _fault(await setup.call()) is None  # within the limit: the registry in force
+    ready = await setup.admin.get("/readyz")
+    registry_details = (await ready.json())["details"]["registry"]
+    assert ready.status == 200 and registry_details["files_refused_since"] is not None
+    assert registry_details["outdated"] is False
+    assert not (await reload_registry(setup.state, "admin")).ok  # the first refusal counts
+    await asyncio.sleep(0.4)
+
+    outdated = "Server.ClientProxy.OutdatedRegistry"
+    answer = await setup.call()
+    assert _fault(answer) == outdated
+    assert "registry is outdated" in (answer.envelope.root.findtext(".//faultstring") or "")
+    rest = await setup.client.get(
+        f"/r1/{PROVIDER}/getPerson", headers={"X-Road-Client": f"{CLIENT_MEMBER}/CLIENT"}
+    )
+    assert rest.status == 503 and rest.headers["X-Road-Error"] == outdated
+    listed = await setup.client.get(
+        "/listClients", headers={"X-Road-Client": f"{CLIENT_MEMBER}/CLIENT"}
+    )
+    assert listed.status == 503 and listed.headers["X-Road-Error"] == outdated
+    ready = await setup.admin.get("/readyz")
+    assert ready.status == 503 and (await ready.json())["details"]["registry"]["outdated"]
+    env = setup.state.env
+    assert env is not None
+    refusals = [r for r in await env.audit.query(limit=100) if r.fault_code == outdated]
+    assert len(refusals) == 6  # three exchanges, each with its request and response record
+    assert provider.calls == 1  # nothing was forwarded while outdated
+
+    setup.write()  # the files are valid again
+    assert (await reload_registry(setup.state, "admin")).ok
+    assert _fault(await setup.call()) is None
+    ready = await setup.admin.get("/readyz")
+    assert ready.status == 200
+    assert (await ready.json())["details"]["registry"]["files_refused_since"] is None

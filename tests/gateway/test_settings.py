@@ -68,6 +68,11 @@ def test_environment_overrides_any_key(tmp_path: Path) -> None:
         ),
         ("registry_dir: [unclosed\n", {}, "gateway.yaml:2: not valid YAML"),
         ("- a list\n", {}, "must be a mapping"),
+        (
+            BASE + "registry_max_outdated_seconds: 0\n",
+            {},
+            "registry_max_outdated_seconds: Input should be greater than 0",
+        ),
     ],
 )
 def test_wrong_settings_name_the_key(
