@@ -7,6 +7,9 @@ on the HTTPS admin port, a configured client certificate (`authenticate_admin`).
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 from datetime import UTC, datetime
 
 from aiohttp import web
@@ -105,7 +108,11 @@ async def _reload(request: web.Request) -> web.Response:
     principal = authenticate_admin(request, "admin")
     if isinstance(principal, web.Response):
         return principal
-    outcome = await reload_registry(request.app[STATE], "admin")
+    state = request.app[STATE]
+    outcome = await reload_registry(state, "admin")
+    if state.supervisor is not None:  # the other workers reload too (`gateway.workers`)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(state.supervisor, signal.SIGUSR1)
     body = {"ok": outcome.ok, "digest": outcome.digest, "error": outcome.error}
     return json_response(body, status=200 if outcome.ok else 422)
 

@@ -48,7 +48,9 @@ def _configure_logging(level: str) -> None:
     )
 
 
-async def _serve(settings: Settings) -> None:
+async def _serve(settings: Settings, worker: int | None = None) -> None:
+    """Run the gateway until SIGTERM (or SIGINT); ``worker`` is this process's index under
+    `gateway.workers` (None: a gateway of one process)."""
     from gateway.admin import create_admin_app
     from gateway.admin_tls import admin_site
     from gateway.reload import reload_registry
@@ -56,7 +58,10 @@ async def _serve(settings: Settings) -> None:
     from gateway.state import GatewayState
     from gateway.tls import server_ssl_context
 
-    state = GatewayState(settings)
+    supervised = worker is not None
+    state = GatewayState(
+        settings, primary=worker in (None, 0), supervisor=os.getppid() if supervised else None
+    )
     client = web.AppRunner(
         create_client_app(settings, state), handle_signals=False, **client_server_options(settings)
     )
@@ -65,28 +70,37 @@ async def _serve(settings: Settings) -> None:
     await admin.setup()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
+    # A supervised worker leaves SIGINT ignored: the supervisor orders the stop.
+    for signum in (signal.SIGTERM,) if supervised else (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     loop.add_signal_handler(
         signal.SIGHUP, lambda: state.spawn(reload_registry(state, "signal"), "registry-reload")
     )
     try:
-        await web.TCPSite(client, settings.client.host, settings.client.port).start()
+        host, port = settings.client.host, settings.client.port
+        await web.TCPSite(client, host, port, reuse_port=supervised).start()
         if settings.client_tls is not None and state.env is not None:
             state.tls_context = server_ssl_context(
                 settings.client_tls, state.env.registry, state.env.key_passphrase
             )
             tls = settings.client_tls
-            await web.TCPSite(client, tls.host, tls.port, ssl_context=state.tls_context).start()
-        passphrase = settings.keys.passphrase(os.environ)
-        await admin_site(
-            admin, settings.admin.host, settings.admin.port, settings.admin_tls, passphrase
-        ).start()
+            site = web.TCPSite(
+                client, tls.host, tls.port, ssl_context=state.tls_context, reuse_port=supervised
+            )
+            await site.start()
+        admin_url = None
+        if state.primary:  # one admin port: the primary worker's
+            passphrase = settings.keys.passphrase(os.environ)
+            await admin_site(
+                admin, settings.admin.host, settings.admin.port, settings.admin_tls, passphrase
+            ).start()
+            scheme = "https" if settings.admin_tls else "http"
+            admin_url = f"{scheme}://{settings.admin.host}:{settings.admin.port}/"
         structlog.get_logger("obmin").info(
             "gateway started",
             client_port=f"http://{settings.client.host}:{settings.client.port}/",
-            admin_port=f"{'https' if settings.admin_tls else 'http'}://"
-            f"{settings.admin.host}:{settings.admin.port}/",
+            admin_port=admin_url,
+            **({"worker": worker} if supervised else {}),
         )
         await stop.wait()
     finally:
@@ -124,10 +138,19 @@ def _ensure_dev_pki(directory: Path, settings: Settings) -> None:
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
+    from gateway.workers import check_workers, supervise
+
     settings = load_settings(args.config)
+    if args.worker_index is not None:  # started by the supervisor below
+        _configure_logging(settings.log_level)
+        asyncio.run(_serve(settings, worker=args.worker_index))
+        return 0
+    check_workers(settings, args.workers)
     if args.dev_pki is not None:
         _ensure_dev_pki(args.dev_pki, settings)
     _configure_logging(settings.log_level)
+    if args.workers > 1:
+        return supervise(args.config, args.workers)
     asyncio.run(_serve(settings))
     return 0
 
@@ -435,6 +458,14 @@ def _parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="first start: create a development PKI in DIR unless it has one (the container)",
     )
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="worker processes sharing the client ports (more than one needs Redis shared state)",
+    )
+    serve.add_argument("--worker-index", type=int, help=argparse.SUPPRESS)  # gateway.workers
     serve.set_defaults(func=_cmd_serve)
 
     registry = sub.add_parser("registry", help="registry tools").add_subparsers(

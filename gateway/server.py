@@ -147,7 +147,8 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     session._retry_connection = False
     try:
         bodies = _body_storage(settings)
-        if settings.keys.log_key is not None:  # signed checkpoints of the audit log (SPEC 8)
+        # Signed checkpoints of the audit log (SPEC 8): one signer per log, the primary worker.
+        if settings.keys.log_key is not None and state.primary:
             checkpointer = Checkpointer.from_settings(
                 audit,
                 settings.audit,

@@ -39,6 +39,10 @@ class GatewayState:
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)
     tls_context: ssl.SSLContext | None = None  # the HTTPS client port's, when it is enabled
     checkpointer: Checkpointer | None = None  # signs (and timestamps) the log's checkpoints
+    # Under `obmin serve --workers N`: whether this is worker 0 (admin port, checkpoints,
+    # retention), and the supervisor's pid, told of reloads asked on the admin port.
+    primary: bool = True
+    supervisor: int | None = None
 
     def spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
         """Start a background task owned by the gateway."""
