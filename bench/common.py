@@ -76,8 +76,10 @@ def gateway_process(
     *,
     settings: dict[str, Any] | None = None,
     directory: Path | None = None,
+    workers: int = 1,
 ) -> Iterator[Deployment]:
-    """Run `obmin serve` with ``registry`` in a temporary directory."""
+    """Run `obmin serve` with ``registry`` in a temporary directory (``workers`` processes:
+    more than one shares replay state in the Redis on 127.0.0.1:6379)."""
     with tempfile.TemporaryDirectory(prefix="obmin-bench-") as tmp:
         base = directory or Path(tmp)
         pki = base / "pki"
@@ -99,6 +101,8 @@ def gateway_process(
             "log_level": "warning",
             **(settings or {}),
         }
+        if workers > 1:
+            config["shared_state"] = {"backend": "redis", "key_prefix": f"bench-{os.getpid()}:"}
         # An ``audit`` section given is completed with the log's path, not replaced by it.
         config["audit"] = {"path": str(base / "audit.db"), **(settings or {}).get("audit", {})}
         (base / "gateway.yaml").write_text(yaml.safe_dump(config))
@@ -113,6 +117,7 @@ def gateway_process(
                 "serve",
                 "-c",
                 str(base / "gateway.yaml"),
+                *(["--workers", str(workers)] if workers > 1 else []),
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

@@ -6,7 +6,10 @@ Three runs with the same load generator, provider and messages, in one invocatio
   obmin    the gateway: strict WS-Security verification, registry, durable audit with
            digest bodies, signed responses.
 Each message is a distinct 2 KB request signed (RSA-2048, strict) before the run.
-Usage: ``python -m bench.soap_throughput [REQUESTS] [CONCURRENCY]``.
+Usage: ``python -m bench.soap_throughput [REQUESTS] [CONCURRENCY] [WORKERS]``. With WORKERS
+above 1 the gateway runs as ``obmin serve --workers WORKERS`` (replay state in the local
+Redis) and a single-process gateway is measured too, as the baseline of that ratio; P1 itself
+is defined for one worker process.
 """
 
 from __future__ import annotations
@@ -125,6 +128,7 @@ async def _load(name: str, url: str, messages: list[bytes], concurrency: int) ->
 def main() -> None:
     count = int(sys.argv[1]) if len(sys.argv) > 1 else 2000
     concurrency = int(sys.argv[2]) if len(sys.argv) > 2 else 16
+    workers = int(sys.argv[3]) if len(sys.argv) > 3 else 1
     provider_port, proxy_port = free_port(), free_port()
     procs = [multiprocessing.Process(target=_provider, args=(provider_port,), daemon=True)]
     upstream = f"http://127.0.0.1:{provider_port}/soap"
@@ -168,10 +172,24 @@ def main() -> None:
             )
             messages = _messages(deployment.pki, count)  # fresh ids and timestamps
             obmin = asyncio.run(_load("obmin", deployment.client_url + "/", messages, concurrency))
+        several = None
+        if workers > 1:
+            with gateway_process(registry, workers=workers) as deployment:
+                warm = _messages(deployment.pki, 200)
+                messages = _messages(deployment.pki, count)
+                asyncio.run(_load("warmup", deployment.client_url + "/", warm, concurrency))
+                several = asyncio.run(
+                    _load(f"obmin x{workers}", deployment.client_url + "/", messages, concurrency)
+                )
         print(f"{count} signed requests of {size} bytes, concurrency {concurrency}")
-        for result in (direct, proxy, obmin):
+        for result in (direct, proxy, obmin, *([several] if several else [])):
             print(result.line())
         print(f"P1 throughput obmin / bare proxy: {obmin.rps / proxy.rps:.2f} (target >= 0.5)")
+        if several is not None:
+            print(
+                f"{workers} workers / one process: {several.rps / obmin.rps:.2f};"
+                f" {workers} workers / bare proxy: {several.rps / proxy.rps:.2f}"
+            )
         added = statistics.median(obmin.latencies) - statistics.median(direct.latencies)
         print(f"median latency added over calling the provider directly: {added * 1000:.2f} ms")
     finally:
