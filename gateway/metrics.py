@@ -1,10 +1,23 @@
-"""Prometheus metrics of one gateway process, on a registry of its own (no global state)."""
+"""Prometheus metrics of one gateway process, on a registry of its own (no global state).
+
+Under ``obmin serve --workers N`` the supervisor gives every worker the same
+``PROMETHEUS_MULTIPROC_DIR``: prometheus_client then keeps each process's values in files
+there, and the primary's ``/metrics`` adds up every worker's counters and histograms (gauges:
+the largest or smallest value among the running workers, as each one says).
+"""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+import os
+from typing import Final
 
-__all__ = ["GatewayMetrics"]
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
+
+__all__ = ["MULTIPROCESS_DIR_VARIABLE", "GatewayMetrics"]
+
+# Read by prometheus_client when it is imported: set before the process starts.
+MULTIPROCESS_DIR_VARIABLE: Final = "PROMETHEUS_MULTIPROC_DIR"
 
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 
@@ -50,6 +63,7 @@ class GatewayMetrics:
             "obmin_audit_timestamp_failing",
             "1 while the newest checkpoint's timestamp failed and is being retried.",
             registry=self.registry,
+            multiprocess_mode="livemax",
         )
         self.registry_reloads = Counter(
             "obmin_registry_reloads",
@@ -61,17 +75,20 @@ class GatewayMetrics:
             "obmin_registry_reload_failing",
             "1 while the last reload was refused and an older registry stays in force.",
             registry=self.registry,
+            multiprocess_mode="livemax",
         )
         self.registry_services = Gauge(
             "obmin_registry_services",
             "Services in the registry in force.",
             registry=self.registry,
+            multiprocess_mode="livemax",
         )
         self.certificate_days_left = Gauge(
             "obmin_certificate_days_to_expiry",
             "Days until the gateway's certificates expire.",
             ["certificate"],
             registry=self.registry,
+            multiprocess_mode="livemin",
         )
 
     def count_exchange(
@@ -99,5 +116,11 @@ class GatewayMetrics:
         self.audit_timestamp_failing.set(0 if outcome == "ok" else 1)
 
     def render(self) -> bytes:
-        """The metrics in the Prometheus text exposition format."""
+        """The metrics in the Prometheus text exposition format: this process's, or every
+        worker's under ``obmin serve --workers N``."""
+        directory = os.environ.get(MULTIPROCESS_DIR_VARIABLE)
+        if directory:
+            merged = CollectorRegistry()
+            MultiProcessCollector(merged, path=directory)  # type: ignore[no-untyped-call]
+            return generate_latest(merged)
         return generate_latest(self.registry)

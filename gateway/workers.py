@@ -11,7 +11,8 @@ spreads connections among them. What must be one for the gateway is one:
   process's own memory would let a message replayed to another worker through, and multiply
   every rate limit by N);
 - the admin port: served by the primary only. Its auditor API and evidence read the shared
-  log; ``/readyz`` and ``/metrics`` describe the primary.
+  log, its ``/metrics`` adds up every worker's (through files in a directory the supervisor
+  makes, `gateway.metrics`), its ``/readyz`` describes the primary.
 
 Signals: SIGTERM or SIGINT stops the workers, the secondaries first, so that the primary's
 final checkpoint covers their last records, then the supervisor. SIGHUP reloads the registry
@@ -26,9 +27,12 @@ exit again (a port in use, a file it cannot read).
 
 from __future__ import annotations
 
+import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +40,9 @@ from types import FrameType
 from typing import Final
 
 import structlog
+from prometheus_client.multiprocess import mark_process_dead
 
+from gateway.metrics import MULTIPROCESS_DIR_VARIABLE
 from gateway.settings import Settings, SettingsError
 
 __all__ = ["CRASH_LIMIT", "CRASH_WINDOW", "MAX_WORKERS", "check_workers", "supervise"]
@@ -77,11 +83,14 @@ def _ignore_reload_and_interrupt() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def _spawn(config: Path, index: int, count: int, exits: tuple[float, ...] = ()) -> _Worker:
+def _spawn(
+    config: Path, index: int, count: int, metrics: Path, exits: tuple[float, ...] = ()
+) -> _Worker:
     command = [sys.executable, "-m", "gateway.cli", "serve", "-c", str(config)]
     command += ["--workers", str(count), "--worker-index", str(index)]
+    environment = {**os.environ, MULTIPROCESS_DIR_VARIABLE: str(metrics)}
     # The supervisor runs no threads, so preexec_fn is safe here.
-    process = subprocess.Popen(command, preexec_fn=_ignore_reload_and_interrupt)
+    process = subprocess.Popen(command, env=environment, preexec_fn=_ignore_reload_and_interrupt)
     log.info("worker started", worker=index, pid=process.pid)
     return _Worker(index, process, exits)
 
@@ -113,7 +122,9 @@ def supervise(config: Path, count: int) -> int:
 
     for handled in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1):
         signal.signal(handled, note)
-    workers = [_spawn(config, index, count) for index in range(count)]
+    # Every worker's metric values, for the primary's /metrics (`gateway.metrics`).
+    metrics = Path(tempfile.mkdtemp(prefix="obmin-metrics-"))
+    workers = [_spawn(config, index, count, metrics) for index in range(count)]
     try:
         while True:
             while received:
@@ -143,8 +154,12 @@ def supervise(config: Path, count: int) -> int:
                     _stop(workers)
                     return 1
                 log.warning("worker exited; starting it again", worker=worker.index, status=code)
-                workers[position] = _spawn(config, worker.index, count, exits)
+                # Its gauges no longer count (prometheus_client has no annotations here).
+                mark_process_dead(worker.process.pid, str(metrics))  # type: ignore[no-untyped-call]
+                workers[position] = _spawn(config, worker.index, count, metrics, exits)
             time.sleep(_POLL)
     except BaseException:
         _stop(workers)
         raise
+    finally:
+        shutil.rmtree(metrics, ignore_errors=True)

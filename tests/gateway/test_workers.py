@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -166,6 +167,16 @@ async def test_two_workers_share_the_port_the_log_and_the_replay_cache(
         assert faults == [None] * 40
         used = {pid: _cpu_ticks(pid) - ticks for pid, ticks in before.items()}
         assert all(ticks >= 3 for ticks in used.values()), used  # 30 ms of CPU each at least
+        # The primary's /metrics counts both workers' exchanges.
+        async with aiohttp.ClientSession() as session:
+            text = await (await session.get(f"{admin_url}/metrics")).text()
+        counted = sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines()
+            if line.startswith("obmin_exchanges_total{") and 'outcome="ok"' in line
+        )
+        assert counted == 40, text
+        assert re.search(r"^obmin_registry_services 1\.0$", text, re.M), text
 
         # One signed message sent ten times on ten connections: accepted once, whoever got it.
         message = signer.message()
