@@ -113,7 +113,7 @@ def _stop(workers: list[_Worker]) -> None:
 def supervise(config: Path, count: int) -> int:
     """Run ``count`` workers of the settings file ``config`` until SIGTERM or SIGINT.
 
-    Returns the exit status: 0 after a requested stop, 1 when a worker could not start.
+    Returns the exit status: 0 after a requested stop, 1 when a worker kept exiting.
     """
     received: list[int] = []
 
