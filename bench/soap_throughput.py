@@ -1,10 +1,13 @@
 """SPEC 12 P1/P3: signed SOAP throughput and added latency, as ratios to baselines.
 
-Three runs with the same load generator, provider and messages, in one invocation:
-  direct   the load generator calls the provider itself (latency baseline, P3);
+Three closed-loop runs with the same load generator, provider and messages, in one
+invocation:
+  direct   the load generator calls the provider itself (latency baseline);
   proxy    a bare aiohttp pass-through proxy in its own process (the Python ceiling, P1);
   obmin    the gateway: strict WS-Security verification, registry, durable audit with
            digest bodies, signed responses.
+Then P3: an open-loop load at half of obmin's measured peak, sent to obmin and to the
+provider directly; the latency added is the difference of their p50 and p99.
 Each message is a distinct 2 KB request signed (RSA-2048, strict) before the run.
 Usage: ``python -m bench.soap_throughput [REQUESTS] [CONCURRENCY] [WORKERS]``. With WORKERS
 above 1 the gateway runs as ``obmin serve --workers WORKERS`` (replay state in the local
@@ -125,6 +128,37 @@ async def _load(name: str, url: str, messages: list[bytes], concurrency: int) ->
         return Result(name, len(messages), time.perf_counter() - started, latencies)
 
 
+async def _paced(name: str, url: str, messages: list[bytes], rate: float) -> Result:
+    """Open-loop load: one request every 1/``rate`` seconds whatever the answers (SPEC P3 asks
+    for latency at a given load, which a closed loop of N clients cannot hold)."""
+    latencies: list[float] = []
+    headers = {"Content-Type": "text/xml; charset=utf-8"}
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+
+        async def one(data: bytes) -> None:
+            start = time.perf_counter()
+            async with session.post(url, data=data, headers=headers) as response:
+                body = await response.read()
+            latencies.append(time.perf_counter() - start)
+            if b"faultcode" in body:
+                raise RuntimeError(f"{name}: fault {body[:400]!r}")
+
+        started = time.perf_counter()
+        tasks = []
+        for index, data in enumerate(messages):
+            delay = started + index / rate - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one(data)))
+        await asyncio.gather(*tasks)
+        return Result(name, len(messages), time.perf_counter() - started, latencies)
+
+
+def _percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[max(0, int(len(ordered) * fraction) - 1)]
+
+
 def main() -> None:
     count = int(sys.argv[1]) if len(sys.argv) > 1 else 2000
     concurrency = int(sys.argv[2]) if len(sys.argv) > 2 else 16
@@ -172,6 +206,12 @@ def main() -> None:
             )
             messages = _messages(deployment.pki, count)  # fresh ids and timestamps
             obmin = asyncio.run(_load("obmin", deployment.client_url + "/", messages, concurrency))
+            # P3: the latency obmin adds at half of its peak, against the provider at that rate.
+            rate = obmin.rps / 2
+            paced = _messages(deployment.pki, max(200, int(rate * 5)))  # about 5 s of load
+            direct_half = asyncio.run(_paced("direct", upstream, paced, rate))
+            paced = _messages(deployment.pki, len(paced))
+            obmin_half = asyncio.run(_paced("obmin", deployment.client_url + "/", paced, rate))
         several = None
         if workers > 1:
             with gateway_process(registry, workers=workers) as deployment:
@@ -191,7 +231,17 @@ def main() -> None:
                 f" {workers} workers / bare proxy: {several.rps / proxy.rps:.2f}"
             )
         added = statistics.median(obmin.latencies) - statistics.median(direct.latencies)
-        print(f"median latency added over calling the provider directly: {added * 1000:.2f} ms")
+        print(
+            f"median latency added at full load (concurrency {concurrency}): {added * 1000:.2f} ms"
+        )
+        print(f"P3 at half of obmin's peak ({rate:.0f} req/s, {len(paced)} requests, open loop):")
+        for label, fraction, target in (("p50", 0.5, 1.0), ("p99", 0.99, 5.0)):
+            gateway = _percentile(obmin_half.latencies, fraction) * 1000
+            provider = _percentile(direct_half.latencies, fraction) * 1000
+            print(
+                f"  {label}: obmin {gateway:.2f} ms, provider directly {provider:.2f} ms,"
+                f" added {gateway - provider:.2f} ms (target <= {target:g} ms)"
+            )
     finally:
         for proc in procs:
             proc.terminate()
