@@ -10,6 +10,7 @@ record, and the whole log (leaves, tree, signed checkpoints) must verify.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -20,6 +21,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +61,19 @@ def _wait_http(url: str, process: subprocess.Popen[bytes], timeout: float = 20) 
         except OSError:
             time.sleep(0.05)
     raise AssertionError(f"{url} did not answer")
+
+
+@contextlib.asynccontextmanager
+async def example_provider() -> AsyncIterator[str]:
+    """The example provider in a process of its own on a free port: its URL once it answers."""
+    port = _free_port()
+    process = _start(["example-provider", "--port", str(port)])
+    try:
+        url = f"http://127.0.0.1:{port}"
+        await asyncio.to_thread(_wait_http, f"{url}/", process)
+        yield url
+    finally:
+        _stop(process)
 
 
 def _start(args: list[str]) -> subprocess.Popen[bytes]:
@@ -162,30 +177,25 @@ async def _missing_records(config: Path, answered: set[str]) -> list[str]:
 
 
 async def test_sigkill_under_load_loses_no_answered_exchange(dev_pki: Path, tmp_path: Path) -> None:
-    provider_port = _free_port()
-    provider = _start(["example-provider", "--port", str(provider_port)])
-    gateway: subprocess.Popen[bytes] | None = None
-    try:
-        await asyncio.to_thread(_wait_http, f"http://127.0.0.1:{provider_port}/", provider)
-        config, client_url, admin_url = _config(
-            tmp_path, dev_pki, f"http://127.0.0.1:{provider_port}"
-        )
-        gateway = _start(["serve", "-c", str(config)])
-        await asyncio.to_thread(_wait_http, f"{admin_url}/readyz", gateway)
+    async with example_provider() as provider_url:
+        gateway: subprocess.Popen[bytes] | None = None
+        try:
+            config, client_url, admin_url = _config(tmp_path, dev_pki, provider_url)
+            gateway = _start(["serve", "-c", str(config)])
+            await asyncio.to_thread(_wait_http, f"{admin_url}/readyz", gateway)
 
-        answered, faults = await _drive(client_url, gateway)
-        assert gateway.wait(timeout=10) == -signal.SIGKILL
-        assert faults == 0
-        assert len(answered) >= 20, "too little load reached the gateway before the kill"
+            answered, faults = await _drive(client_url, gateway)
+            assert gateway.wait(timeout=10) == -signal.SIGKILL
+            assert faults == 0
+            assert len(answered) >= 20, "too little load reached the gateway before the kill"
 
-        gateway = _start(["serve", "-c", str(config)])  # same config, same audit database
-        ready = await asyncio.to_thread(_wait_http, f"{admin_url}/readyz", gateway)
-        assert json.loads(ready)["ready"] is True  # it reopened the log it was killed over
+            gateway = _start(["serve", "-c", str(config)])  # same config, same audit database
+            ready = await asyncio.to_thread(_wait_http, f"{admin_url}/readyz", gateway)
+            assert json.loads(ready)["ready"] is True  # it reopened the log it was killed over
 
-        assert await _missing_records(config, answered) == []
-        status, text = await asyncio.to_thread(verify_log_cli, load_settings(config))
-        assert status == 0, text
-    finally:
-        if gateway is not None:
-            _stop(gateway)
-        _stop(provider)
+            assert await _missing_records(config, answered) == []
+            status, text = await asyncio.to_thread(verify_log_cli, load_settings(config))
+            assert status == 0, text
+        finally:
+            if gateway is not None:
+                _stop(gateway)

@@ -28,12 +28,12 @@ from gateway.audit import verify_log_cli
 from gateway.settings import load_settings
 from tests.audit.test_crash import (
     _config,
-    _free_port,
     _missing_records,
     _request,
     _start,
     _stop,
     _wait_http,
+    example_provider,
 )
 
 pytestmark = pytest.mark.skipif(
@@ -64,53 +64,48 @@ async def _call(session: aiohttp.ClientSession, url: str) -> tuple[str, str | No
 async def test_a_full_disk_fails_closed_and_the_gateway_recovers_when_it_is_freed(
     dev_pki: Path, tmp_path: Path
 ) -> None:
-    provider_port = _free_port()
-    provider = _start(["example-provider", "--port", str(provider_port)])
-    gateway: subprocess.Popen[bytes] | None = None
-    try:
-        await asyncio.to_thread(_wait_http, f"http://127.0.0.1:{provider_port}/", provider)
-        config, client_url, admin_url = _config(
-            tmp_path, dev_pki, f"http://127.0.0.1:{provider_port}"
-        )
-        gateway = _start(["serve", "-c", str(config)])
-        await asyncio.to_thread(_wait_http, f"{admin_url}/readyz", gateway)
-        answered: set[str] = set()
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
-            for _ in range(3):
-                message_id, fault = await _call(session, client_url)
-                assert fault is None
-                answered.add(message_id)
-
-            soft, hard = resource.prlimit(gateway.pid, resource.RLIMIT_FSIZE)
-            resource.prlimit(gateway.pid, resource.RLIMIT_FSIZE, (FULL, hard))  # disk full
-            faults = []
-            for _ in range(200):  # the WAL fills up within a few exchanges
-                message_id, fault = await _call(session, client_url)
-                if fault is None:
+    async with example_provider() as provider_url:
+        gateway: subprocess.Popen[bytes] | None = None
+        try:
+            config, client_url, admin_url = _config(tmp_path, dev_pki, provider_url)
+            gateway = _start(["serve", "-c", str(config)])
+            await asyncio.to_thread(_wait_http, f"{admin_url}/readyz", gateway)
+            answered: set[str] = set()
+            async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
+                for _ in range(3):
+                    message_id, fault = await _call(session, client_url)
+                    assert fault is None
                     answered.add(message_id)
-                else:
-                    faults.append(fault)
-                    if len(faults) == 3:
-                        break
-            assert faults == ["Server.ClientProxy.LoggingFailed"] * 3
-            status, ready = await asyncio.to_thread(_readyz, admin_url)
-            assert status == 503 and ready["ready"] is False, ready
-            assert gateway.poll() is None  # still serving, refusing
 
-            resource.prlimit(gateway.pid, resource.RLIMIT_FSIZE, (soft, hard))  # space freed
-            for _ in range(3):  # no restart: the next exchanges are logged and answered
-                message_id, fault = await _call(session, client_url)
-                assert fault is None
-                answered.add(message_id)
-            status, ready = await asyncio.to_thread(_readyz, admin_url)
-            assert status == 200 and ready["ready"] is True, ready
+                soft, hard = resource.prlimit(gateway.pid, resource.RLIMIT_FSIZE)
+                resource.prlimit(gateway.pid, resource.RLIMIT_FSIZE, (FULL, hard))  # disk full
+                faults = []
+                for _ in range(200):  # the WAL fills up within a few exchanges
+                    message_id, fault = await _call(session, client_url)
+                    if fault is None:
+                        answered.add(message_id)
+                    else:
+                        faults.append(fault)
+                        if len(faults) == 3:
+                            break
+                assert faults == ["Server.ClientProxy.LoggingFailed"] * 3
+                status, ready = await asyncio.to_thread(_readyz, admin_url)
+                assert status == 503 and ready["ready"] is False, ready
+                assert gateway.poll() is None  # still serving, refusing
 
-        gateway.send_signal(signal.SIGTERM)  # graceful: the final checkpoint is written
-        assert gateway.wait(timeout=20) == 0
-        assert await _missing_records(config, answered) == []
-        code, text = await asyncio.to_thread(verify_log_cli, load_settings(config))
-        assert code == 0, text
-    finally:
-        if gateway is not None:
-            _stop(gateway)
-        _stop(provider)
+                resource.prlimit(gateway.pid, resource.RLIMIT_FSIZE, (soft, hard))  # space freed
+                for _ in range(3):  # no restart: the next exchanges are logged and answered
+                    message_id, fault = await _call(session, client_url)
+                    assert fault is None
+                    answered.add(message_id)
+                status, ready = await asyncio.to_thread(_readyz, admin_url)
+                assert status == 200 and ready["ready"] is True, ready
+
+            gateway.send_signal(signal.SIGTERM)  # graceful: the final checkpoint is written
+            assert gateway.wait(timeout=20) == 0
+            assert await _missing_records(config, answered) == []
+            code, text = await asyncio.to_thread(verify_log_cli, load_settings(config))
+            assert code == 0, text
+        finally:
+            if gateway is not None:
+                _stop(gateway)

@@ -36,8 +36,9 @@ from gateway.audit import open_audit_store, verify_log_cli
 from gateway.settings import load_settings
 from registry.identifiers import ClientId
 from security import IssuedCert, load_certificate, load_private_key, sign_soap
-from tests.audit.test_crash import _config, _start, _stop, _wait_http
+from tests.audit.test_crash import _config, _start, _stop, _wait_http, example_provider
 from tests.gateway.conftest import CLIENT_MEMBER, registry_for
+from tests.gateway.test_replay_ratelimit_e2e import _redis_up
 from tests.gateway.test_signed_exchange import SERVICE, _body
 from tests.postgres import PostgresLog, postgres_log
 
@@ -49,12 +50,6 @@ pytestmark = pytest.mark.skipif(
 
 CLIENT = ClientId.parse(f"{CLIENT_MEMBER}/CLIENT")
 HEADERS = {"Content-Type": "text/xml; charset=utf-8"}
-
-
-def _redis_up() -> bool:
-    with socket.socket() as sock:
-        sock.settimeout(0.5)
-        return sock.connect_ex(("127.0.0.1", 6379)) == 0
 
 
 def _stat(pid: int) -> list[str]:
@@ -133,98 +128,93 @@ async def test_two_workers_share_the_port_the_log_and_the_replay_cache(
 ) -> None:
     if not _redis_up():
         pytest.skip("Redis is not reachable on 127.0.0.1:6379 (workers share it)")
-    provider_port = _free_port()
-    provider = _start(["example-provider", "--port", str(provider_port)])
-    supervisor: subprocess.Popen[bytes] | None = None
-    try:
-        await asyncio.to_thread(_wait_http, f"http://127.0.0.1:{provider_port}/", provider)
-        config, client_url, admin_url = _config(
-            tmp_path, dev_pki, f"http://127.0.0.1:{provider_port}"
-        )
-        settings = yaml.safe_load(config.read_text())
-        settings["shared_state"] = {"backend": "redis", "key_prefix": f"t-{uuid.uuid4()}:"}
-        if audit_store is not None:
-            settings["audit"].update(audit_store)
-        settings["admin_tokens"] = [
-            {
-                "name": "ops",
-                "roles": ["admin"],
-                "sha256": hashlib.sha256(b"workers-token").hexdigest(),
-            }
-        ]
-        config.write_text(yaml.safe_dump(settings))
-        registry_file = tmp_path / "registry" / "registry.yaml"
-        registry = registry_for(dev_pki / "ca" / "ca.crt", f"http://127.0.0.1:{provider_port}")
-        registry_file.write_text(yaml.safe_dump(registry))
-        supervisor = _start(["serve", "-c", str(config), "--workers", "2"])
-        await asyncio.to_thread(_wait_http, f"{admin_url}/readyz", supervisor)
-        primary, secondary = await _workers(supervisor, 2)
-        signer = Signer(member_certs["client"])
-
-        # Both workers answer: 40 new connections, each spent by the one that accepted it.
-        before = {pid: _cpu_ticks(pid) for pid in (primary, secondary)}
-        faults = [await _send(client_url, signer.message()) for _ in range(40)]
-        assert faults == [None] * 40
-        used = {pid: _cpu_ticks(pid) - ticks for pid, ticks in before.items()}
-        assert all(ticks >= 3 for ticks in used.values()), used  # 30 ms of CPU each at least
-        # The primary's /metrics counts both workers' exchanges.
-        async with aiohttp.ClientSession() as session:
-            text = await (await session.get(f"{admin_url}/metrics")).text()
-        counted = sum(
-            float(line.rsplit(" ", 1)[1])
-            for line in text.splitlines()
-            if line.startswith("obmin_exchanges_total{") and 'outcome="ok"' in line
-        )
-        assert counted == 40, text
-        assert re.search(r"^obmin_registry_services 1\.0$", text, re.M), text
-
-        # One signed message sent ten times on ten connections: accepted once, whoever got it.
-        message = signer.message()
-        faults = [await _send(client_url, message) for _ in range(10)]
-        assert faults == [None] + ["Client.ReplayedMessage"] * 9, faults
-
-        # A worker that dies is started again; the gateway keeps answering meanwhile.
-        os.kill(secondary, signal.SIGKILL)
-        await asyncio.sleep(0.3)
-        assert await _send(client_url, signer.message()) is None
-        pids = await _workers(supervisor, 2)
-        assert primary in pids and secondary not in pids
-        secondary = next(pid for pid in pids if pid != primary)
-
-        # A reload asked on the admin port puts the new rights in force in every worker.
-        registry["access"][0]["clients"] = [f"{CLIENT_MEMBER}/WSCLIENT"]
-        registry_file.write_text(yaml.safe_dump(registry))
-        async with aiohttp.ClientSession() as session:
-            reply = await session.post(
-                f"{admin_url}/admin/v1/registry/reload",
-                headers={"Authorization": "Bearer workers-token"},
-            )
-            assert reply.status == 200, await reply.text()
-        denied = "Server.ServerProxy.AccessDenied"
-        deadline = time.monotonic() + 10
-        while True:  # the secondary reloads on the supervisor's signal, moments later
-            faults = [await _send(client_url, signer.message()) for _ in range(20)]
-            if faults == [denied] * 20 or time.monotonic() > deadline:
-                break
-            await asyncio.sleep(0.1)
-        assert faults == [denied] * 20, faults
-
-        supervisor.send_signal(signal.SIGTERM)
-        assert supervisor.wait(timeout=60) == 0
-        assert not _alive(primary) and not _alive(secondary)
-        store = await open_audit_store(load_settings(config).audit, read_only=True)
+    async with example_provider() as provider_url:
+        supervisor: subprocess.Popen[bytes] | None = None
         try:
-            latest = await store.latest_checkpoint()
-            records = await store.count()
+            config, client_url, admin_url = _config(tmp_path, dev_pki, provider_url)
+            settings = yaml.safe_load(config.read_text())
+            settings["shared_state"] = {"backend": "redis", "key_prefix": f"t-{uuid.uuid4()}:"}
+            if audit_store is not None:
+                settings["audit"].update(audit_store)
+            settings["admin_tokens"] = [
+                {
+                    "name": "ops",
+                    "roles": ["admin"],
+                    "sha256": hashlib.sha256(b"workers-token").hexdigest(),
+                }
+            ]
+            config.write_text(yaml.safe_dump(settings))
+            registry_file = tmp_path / "registry" / "registry.yaml"
+            registry = registry_for(dev_pki / "ca" / "ca.crt", provider_url)
+            registry_file.write_text(yaml.safe_dump(registry))
+            supervisor = _start(["serve", "-c", str(config), "--workers", "2"])
+            await asyncio.to_thread(_wait_http, f"{admin_url}/readyz", supervisor)
+            primary, secondary = await _workers(supervisor, 2)
+            signer = Signer(member_certs["client"])
+
+            # Both workers answer: 40 new connections, each spent by the one that accepted it.
+            before = {pid: _cpu_ticks(pid) for pid in (primary, secondary)}
+            faults = [await _send(client_url, signer.message()) for _ in range(40)]
+            assert faults == [None] * 40
+            used = {pid: _cpu_ticks(pid) - ticks for pid, ticks in before.items()}
+            assert all(ticks >= 3 for ticks in used.values()), used  # 30 ms of CPU each at least
+            # The primary's /metrics counts both workers' exchanges.
+            async with aiohttp.ClientSession() as session:
+                text = await (await session.get(f"{admin_url}/metrics")).text()
+            counted = sum(
+                float(line.rsplit(" ", 1)[1])
+                for line in text.splitlines()
+                if line.startswith("obmin_exchanges_total{") and 'outcome="ok"' in line
+            )
+            assert counted == 40, text
+            assert re.search(r"^obmin_registry_services 1\.0$", text, re.M), text
+
+            # One signed message sent ten times on ten connections: accepted once, whoever got it.
+            message = signer.message()
+            faults = [await _send(client_url, message) for _ in range(10)]
+            assert faults == [None] + ["Client.ReplayedMessage"] * 9, faults
+
+            # A worker that dies is started again; the gateway keeps answering meanwhile.
+            os.kill(secondary, signal.SIGKILL)
+            await asyncio.sleep(0.3)
+            assert await _send(client_url, signer.message()) is None
+            pids = await _workers(supervisor, 2)
+            assert primary in pids and secondary not in pids
+            secondary = next(pid for pid in pids if pid != primary)
+
+            # A reload asked on the admin port puts the new rights in force in every worker.
+            registry["access"][0]["clients"] = [f"{CLIENT_MEMBER}/WSCLIENT"]
+            registry_file.write_text(yaml.safe_dump(registry))
+            async with aiohttp.ClientSession() as session:
+                reply = await session.post(
+                    f"{admin_url}/admin/v1/registry/reload",
+                    headers={"Authorization": "Bearer workers-token"},
+                )
+                assert reply.status == 200, await reply.text()
+            denied = "Server.ServerProxy.AccessDenied"
+            deadline = time.monotonic() + 10
+            while True:  # the secondary reloads on the supervisor's signal, moments later
+                faults = [await _send(client_url, signer.message()) for _ in range(20)]
+                if faults == [denied] * 20 or time.monotonic() > deadline:
+                    break
+                await asyncio.sleep(0.1)
+            assert faults == [denied] * 20, faults
+
+            supervisor.send_signal(signal.SIGTERM)
+            assert supervisor.wait(timeout=60) == 0
+            assert not _alive(primary) and not _alive(secondary)
+            store = await open_audit_store(load_settings(config).audit, read_only=True)
+            try:
+                latest = await store.latest_checkpoint()
+                records = await store.count()
+            finally:
+                await store.close()
+            assert latest is not None and latest.checkpoint.size == records  # the primary's last
+            code, text = await asyncio.to_thread(verify_log_cli, load_settings(config))
+            assert code == 0, text
         finally:
-            await store.close()
-        assert latest is not None and latest.checkpoint.size == records  # the primary's last
-        code, text = await asyncio.to_thread(verify_log_cli, load_settings(config))
-        assert code == 0, text
-    finally:
-        if supervisor is not None:
-            _stop(supervisor)
-        _stop(provider)
+            if supervisor is not None:
+                _stop(supervisor)
 
 
 def test_several_workers_need_shared_state_in_redis(dev_pki: Path, tmp_path: Path) -> None:
@@ -242,12 +232,6 @@ def test_several_workers_need_shared_state_in_redis(dev_pki: Path, tmp_path: Pat
         )
         assert done.returncode != 0
         assert message in done.stderr, done.stderr
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def test_workers_that_keep_exiting_stop_the_gateway(dev_pki: Path, tmp_path: Path) -> None:
