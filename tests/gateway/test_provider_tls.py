@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import ssl
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -30,135 +31,6 @@ from tests.gateway.test_signed_exchange import SERVICE, _body
 LEGACY = ClientId("SEVDEIR-TEST", "GOV", "12345678", "LEGACY")
 
 
-async def test_tls_to_the_provider(
-    dev_pki: Path, tmp_path: Path, aiohttp_client: Callable[..., Any]
-) -> None:
-    server_cert = issue_tls_server_cert(dev_pki, out_dir=tmp_path / "provider")
-    gateway_cert = issue_tls_client_cert(
-        dev_pki, ClientId.parse("SEVDEIR-TEST/GOV/00000000/GW"), out_dir=tmp_path / "gw"
-    )
-    provider_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    provider_ctx.load_cert_chain(server_cert.cert_path, server_cert.key_path)
-    provider_ctx.verify_mode = ssl.CERT_REQUIRED  # the provider wants the gateway's certificate
-    provider_ctx.load_verify_locations(dev_pki / "ca" / "ca.crt")
-    provider = TestServer(create_provider_app())
-    await provider.start_server(ssl=provider_ctx)
-    other_ca = init_pki(tmp_path / "other")
-    try:
-        url = str(provider.make_url("/soap"))
-        assert url.startswith("https://")
-        cases = {
-            "good": {
-                "ca_certificates": [str(dev_pki / "ca" / "ca.crt")],
-                "client_certificate": str(gateway_cert.cert_path),
-                "client_key": str(gateway_cert.key_path),
-            },
-            "no-client-cert": {"ca_certificates": [str(dev_pki / "ca" / "ca.crt")]},
-            "untrusted-provider": {
-                "ca_certificates": [str(other_ca.ca_cert)],
-                "client_certificate": str(gateway_cert.cert_path),
-                "client_key": str(gateway_cert.key_path),
-            },
-        }
-        results = {}
-        for name, tls in cases.items():
-            registry = registry_for(dev_pki / "ca" / "ca.crt", "http://unused")
-            registry["members"][0]["subsystems"].append({"code": "LEGACY", "auth": "none"})
-            registry["access"][0]["clients"].append(str(LEGACY))
-            registry["services"][0]["url"] = url
-            registry["services"][0]["tls"] = tls
-            directory = tmp_path / name
-            (directory / "registry").mkdir(parents=True)
-            (directory / "registry" / "r.yaml").write_text(yaml.safe_dump(registry))
-            settings = Settings.model_validate(
-                {
-                    "registry_dir": directory / "registry",
-                    "keys": {
-                        "signing_certificate": dev_pki / "gateway" / "sign.crt",
-                        "signing_key": dev_pki / "gateway" / "sign.key",
-                    },
-                    "audit": {"path": directory / "audit.db"},
-                    "allow_unauthenticated_clients": True,
-                }
-            )
-            client = await aiohttp_client(create_client_app(settings))
-            request = etree.tostring(build_soap_request(LEGACY, SERVICE, _body()))
-            response = await client.post("/", data=request, headers={"Content-Type": "text/xml"})
-            results[name] = etree.fromstring(await response.read()).findtext(".//faultcode")
-        failed = "Server.ServerProxy.ServiceFailed.SslAuthenticationFailed"
-        assert results["good"] is None
-        assert results["untrusted-provider"] == failed
-        # With TLS 1.3 the provider refuses a missing client certificate after the client's
-        # side of the handshake is done, by resetting the connection: nothing tells it from a
-        # network failure, so either fault is right, and nothing reached the provider.
-        assert results["no-client-cert"] in (
-            failed,
-            "Server.ServerProxy.ServiceFailed.NetworkError",
-        )
-    finally:
-        await provider.close()
-
-
-async def test_encrypted_client_key_towards_the_provider(
-    dev_pki: Path, tmp_path: Path, aiohttp_client: Callable[..., Any]
-) -> None:
-    passphrase = b"provider key passphrase"
-    server_cert = issue_tls_server_cert(dev_pki, out_dir=tmp_path / "provider")
-    gateway_cert = issue_tls_client_cert(
-        dev_pki,
-        ClientId.parse("SEVDEIR-TEST/GOV/00000000/GW"),
-        out_dir=tmp_path / "gw",
-        passphrase=passphrase,
-    )
-    assert b"ENCRYPTED" in gateway_cert.key_path.read_bytes()
-    provider_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    provider_ctx.load_cert_chain(server_cert.cert_path, server_cert.key_path)
-    provider_ctx.verify_mode = ssl.CERT_REQUIRED
-    provider_ctx.load_verify_locations(dev_pki / "ca" / "ca.crt")
-    provider = TestServer(create_provider_app())
-    await provider.start_server(ssl=provider_ctx)
-    secret = tmp_path / "passphrase.txt"
-    secret.write_bytes(passphrase + b"\n")
-    try:
-        results = {}
-        for name, keys in (("with-passphrase", {"passphrase_file": secret}), ("without", {})):
-            registry = registry_for(dev_pki / "ca" / "ca.crt", "http://unused")
-            registry["members"][0]["subsystems"].append({"code": "LEGACY", "auth": "none"})
-            registry["access"][0]["clients"].append(str(LEGACY))
-            registry["services"][0]["url"] = str(provider.make_url("/soap"))
-            registry["services"][0]["tls"] = {
-                "ca_certificates": [str(dev_pki / "ca" / "ca.crt")],
-                "client_certificate": str(gateway_cert.cert_path),
-                "client_key": str(gateway_cert.key_path),
-            }
-            directory = tmp_path / name
-            (directory / "registry").mkdir(parents=True)
-            (directory / "registry" / "r.yaml").write_text(yaml.safe_dump(registry))
-            settings = Settings.model_validate(
-                {
-                    "registry_dir": directory / "registry",
-                    "keys": {
-                        "signing_certificate": dev_pki / "gateway" / "sign.crt",
-                        "signing_key": dev_pki / "gateway" / "sign.key",
-                        "passphrase_env": "TEST_UNSET_OBMIN_PASSPHRASE",
-                        **keys,
-                    },
-                    "audit": {"path": directory / "audit.db"},
-                    "allow_unauthenticated_clients": True,
-                }
-            )
-            client = await aiohttp_client(create_client_app(settings))
-            request = etree.tostring(build_soap_request(LEGACY, SERVICE, _body()))
-            response = await client.post("/", data=request, headers={"Content-Type": "text/xml"})
-            results[name] = etree.fromstring(await response.read()).findtext(".//faultcode")
-        assert results["with-passphrase"] is None
-        # No passphrase configured: the service's TLS settings cannot be used (and OpenSSL
-        # did not stop the gateway to ask for one on the terminal).
-        assert results["without"] == "Server.ClientProxy.InternalError"
-    finally:
-        await provider.close()
-
-
 FAILED = "Server.ServerProxy.ServiceFailed.SslAuthenticationFailed"
 
 
@@ -175,16 +47,33 @@ class Deployment:
         return etree.fromstring(await response.read()).findtext(".//faultcode")
 
 
-@pytest.fixture
-async def https_provider(dev_pki: Path, tmp_path: Path) -> AsyncIterator[str]:
-    """The example provider over HTTPS with a certificate of the development CA."""
-    server_cert = issue_tls_server_cert(dev_pki, out_dir=tmp_path / "provider")
+@contextlib.asynccontextmanager
+async def _provider(
+    dev_pki: Path, directory: Path, *, client_certificates: bool
+) -> AsyncIterator[str]:
+    """The example provider over HTTPS with a certificate of the development CA (asking
+    for a client certificate of that CA when ``client_certificates``): its URL."""
+    server_cert = issue_tls_server_cert(dev_pki, out_dir=directory)
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(server_cert.cert_path, server_cert.key_path)
+    if client_certificates:
+        context.verify_mode = ssl.CERT_REQUIRED  # the provider wants the gateway's certificate
+        context.load_verify_locations(dev_pki / "ca" / "ca.crt")
     provider = TestServer(create_provider_app())
     await provider.start_server(ssl=context)
-    yield str(provider.make_url("/soap"))
-    await provider.close()
+    try:
+        url = str(provider.make_url("/soap"))
+        assert url.startswith("https://")
+        yield url
+    finally:
+        await provider.close()
+
+
+@pytest.fixture
+async def https_provider(dev_pki: Path, tmp_path: Path) -> AsyncIterator[str]:
+    """The provider of `_provider`, asking for no client certificate."""
+    async with _provider(dev_pki, tmp_path / "provider", client_certificates=False) as url:
+        yield url
 
 
 async def _deploy(
@@ -193,6 +82,7 @@ async def _deploy(
     url: str,
     tls: dict[str, Any],
     aiohttp_client: Callable[..., Any],
+    keys: dict[str, Any] | None = None,
 ) -> Deployment:
     registry = registry_for(dev_pki / "ca" / "ca.crt", "http://unused")
     registry["members"][0]["subsystems"].append({"code": "LEGACY", "auth": "none"})
@@ -207,6 +97,7 @@ async def _deploy(
             "keys": {
                 "signing_certificate": dev_pki / "gateway" / "sign.crt",
                 "signing_key": dev_pki / "gateway" / "sign.key",
+                **(keys or {}),
             },
             "audit": {"path": directory / "audit.db"},
             "allow_unauthenticated_clients": True,
@@ -214,6 +105,69 @@ async def _deploy(
     )
     state = GatewayState(settings)
     return Deployment(state, await aiohttp_client(create_client_app(settings, state)))
+
+
+async def test_tls_to_the_provider(
+    dev_pki: Path, tmp_path: Path, aiohttp_client: Callable[..., Any]
+) -> None:
+    gateway_cert = issue_tls_client_cert(
+        dev_pki, ClientId.parse("SEVDEIR-TEST/GOV/00000000/GW"), out_dir=tmp_path / "gw"
+    )
+    other_ca = init_pki(tmp_path / "other")
+    cases = {
+        "good": {
+            "ca_certificates": [str(dev_pki / "ca" / "ca.crt")],
+            "client_certificate": str(gateway_cert.cert_path),
+            "client_key": str(gateway_cert.key_path),
+        },
+        "no-client-cert": {"ca_certificates": [str(dev_pki / "ca" / "ca.crt")]},
+        "untrusted-provider": {
+            "ca_certificates": [str(other_ca.ca_cert)],
+            "client_certificate": str(gateway_cert.cert_path),
+            "client_key": str(gateway_cert.key_path),
+        },
+    }
+    results = {}
+    async with _provider(dev_pki, tmp_path / "provider", client_certificates=True) as url:
+        for name, tls in cases.items():
+            gateway = await _deploy(dev_pki, tmp_path / name, url, tls, aiohttp_client)
+            results[name] = await gateway.fault()
+    assert results["good"] is None
+    assert results["untrusted-provider"] == FAILED
+    # With TLS 1.3 the provider refuses a missing client certificate after the client's
+    # side of the handshake is done, by resetting the connection: nothing tells it from a
+    # network failure, so either fault is right, and nothing reached the provider.
+    assert results["no-client-cert"] in (FAILED, "Server.ServerProxy.ServiceFailed.NetworkError")
+
+
+async def test_encrypted_client_key_towards_the_provider(
+    dev_pki: Path, tmp_path: Path, aiohttp_client: Callable[..., Any]
+) -> None:
+    passphrase = b"provider key passphrase"
+    gateway_cert = issue_tls_client_cert(
+        dev_pki,
+        ClientId.parse("SEVDEIR-TEST/GOV/00000000/GW"),
+        out_dir=tmp_path / "gw",
+        passphrase=passphrase,
+    )
+    assert b"ENCRYPTED" in gateway_cert.key_path.read_bytes()
+    secret = tmp_path / "passphrase.txt"
+    secret.write_bytes(passphrase + b"\n")
+    tls = {
+        "ca_certificates": [str(dev_pki / "ca" / "ca.crt")],
+        "client_certificate": str(gateway_cert.cert_path),
+        "client_key": str(gateway_cert.key_path),
+    }
+    results = {}
+    async with _provider(dev_pki, tmp_path / "provider", client_certificates=True) as url:
+        for name, keys in (("with-passphrase", {"passphrase_file": secret}), ("without", {})):
+            keys = {"passphrase_env": "TEST_UNSET_OBMIN_PASSPHRASE", **keys}
+            gateway = await _deploy(dev_pki, tmp_path / name, url, tls, aiohttp_client, keys)
+            results[name] = await gateway.fault()
+    assert results["with-passphrase"] is None
+    # No passphrase configured: the service's TLS settings cannot be used (and OpenSSL
+    # did not stop the gateway to ask for one on the terminal).
+    assert results["without"] == "Server.ClientProxy.InternalError"
 
 
 async def test_a_ca_file_replaced_in_place_is_read_again_at_the_reload(
