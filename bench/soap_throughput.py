@@ -38,6 +38,7 @@ from security import issue_member_cert, load_certificate, load_private_key, sign
 
 NS = "http://registry.example.gov.ua/person"
 CLIENT = ClientId("BENCH", "GOV", "12345678", "CLIENT")
+_HEADERS = {"Content-Type": "text/xml; charset=utf-8"}
 SERVICE = ServiceId(ClientId("BENCH", "GOV", "87654321", "REGISTRY"), "getPerson", "v1")
 
 
@@ -106,22 +107,25 @@ def _messages(pki_dir: object, count: int) -> list[bytes]:
     return messages
 
 
+async def _timed_post(session: aiohttp.ClientSession, name: str, url: str, data: bytes) -> float:
+    """POST one message; the seconds until the whole answer was read (a fault stops the run)."""
+    start = time.perf_counter()
+    async with session.post(url, data=data, headers=_HEADERS) as response:
+        body = await response.read()
+    if b"faultcode" in body:
+        raise RuntimeError(f"{name}: fault {body[:400]!r}")
+    return time.perf_counter() - start
+
+
 async def _load(name: str, url: str, messages: list[bytes], concurrency: int) -> Result:
     latencies: list[float] = []
     queue = list(reversed(messages))
-    headers = {"Content-Type": "text/xml; charset=utf-8"}
     connector = aiohttp.TCPConnector(limit=concurrency)
     async with aiohttp.ClientSession(connector=connector) as session:
 
         async def worker() -> None:
             while queue:
-                data = queue.pop()
-                start = time.perf_counter()
-                async with session.post(url, data=data, headers=headers) as response:
-                    body = await response.read()
-                latencies.append(time.perf_counter() - start)
-                if b"faultcode" in body:
-                    raise RuntimeError(f"{name}: fault {body[:400]!r}")
+                latencies.append(await _timed_post(session, name, url, queue.pop()))
 
         started = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
@@ -132,16 +136,10 @@ async def _paced(name: str, url: str, messages: list[bytes], rate: float) -> Res
     """Open-loop load: one request every 1/``rate`` seconds whatever the answers (SPEC P3 asks
     for latency at a given load, which a closed loop of N clients cannot hold)."""
     latencies: list[float] = []
-    headers = {"Content-Type": "text/xml; charset=utf-8"}
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
 
         async def one(data: bytes) -> None:
-            start = time.perf_counter()
-            async with session.post(url, data=data, headers=headers) as response:
-                body = await response.read()
-            latencies.append(time.perf_counter() - start)
-            if b"faultcode" in body:
-                raise RuntimeError(f"{name}: fault {body[:400]!r}")
+            latencies.append(await _timed_post(session, name, url, data))
 
         started = time.perf_counter()
         tasks = []
