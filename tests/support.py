@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -55,3 +56,17 @@ class GatewayFactory(Protocol):
         *,
         audit: dict[str, Any] | None = None,
     ) -> Awaitable[TestClient[web.Request, web.Application]]: ...
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def redis_up() -> bool:
+    """Whether the Redis of the shared-state tests answers on 127.0.0.1:6379."""
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex(("127.0.0.1", 6379)) == 0

@@ -16,7 +16,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -24,6 +23,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+
+from tests.support import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 PASSPHRASE_FILE = "var/pki-passphrase"
@@ -43,12 +44,6 @@ PKI_STEPS: tuple[tuple[str, ...], ...] = (
 CONFIG = "config/example/gateway.yaml"
 
 pytestmark = pytest.mark.slow
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _obmin() -> list[str]:
@@ -97,7 +92,7 @@ def _stop(process: subprocess.Popen[bytes]) -> int:
 
 def test_newcomer_gets_a_signed_exchange_and_its_audit_records(tmp_path: Path) -> None:
     shutil.copytree(REPO / "config" / "example", tmp_path / "config" / "example")
-    provider_port, client_port, admin_port = _free_port(), _free_port(), _free_port()
+    provider_port, client_port, admin_port = free_port(), free_port(), free_port()
     services = tmp_path / "config" / "example" / "registry" / "30-services.yaml"
     text = services.read_text(encoding="utf-8")
     assert "http://127.0.0.1:8090/soap" in text  # the port README's example provider uses

@@ -14,7 +14,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -34,18 +33,13 @@ from gateway.audit import open_audit_store, verify_log_cli
 from gateway.settings import load_settings
 from registry.identifiers import ClientId, ServiceId
 from tests.gateway.conftest import CLIENT_MEMBER, PROVIDER, registry_for
+from tests.support import free_port
 
 NS = "http://registry.example.gov.ua/person"
 CLIENT = ClientId.parse(f"{CLIENT_MEMBER}/PLAIN")
 SERVICE = ServiceId(ClientId.parse(PROVIDER), "getPerson", "v1")
 CLIENTS = 8
 LOAD_SECONDS = 2.0
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _wait_http(url: str, process: subprocess.Popen[bytes], timeout: float = 20) -> bytes:
@@ -66,7 +60,7 @@ def _wait_http(url: str, process: subprocess.Popen[bytes], timeout: float = 20) 
 @contextlib.asynccontextmanager
 async def example_provider() -> AsyncIterator[str]:
     """The example provider in a process of its own on a free port: its URL once it answers."""
-    port = _free_port()
+    port = free_port()
     process = _start(["example-provider", "--port", str(port)])
     try:
         url = f"http://127.0.0.1:{port}"
@@ -139,7 +133,7 @@ def _config(tmp_path: Path, dev_pki: Path, provider_url: str) -> tuple[Path, str
     registry_dir = tmp_path / "registry"
     registry_dir.mkdir()
     (registry_dir / "registry.yaml").write_text(yaml.safe_dump(registry), encoding="utf-8")
-    client_port, admin_port = _free_port(), _free_port()
+    client_port, admin_port = free_port(), free_port()
     config = tmp_path / "gateway.yaml"
     config.write_text(
         yaml.safe_dump(

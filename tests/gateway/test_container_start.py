@@ -14,22 +14,17 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
 import urllib.request
 from pathlib import Path
 
+from tests.support import free_port
+
 REPO = Path(__file__).resolve().parents[2]
 DOCKERFILE = (REPO / "Dockerfile").read_text(encoding="utf-8")
 VOLUME = "/var/lib/obmin"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _lay_out_image(root: Path) -> None:
@@ -122,7 +117,7 @@ def test_default_start_creates_the_pki_in_the_volume_and_serves(tmp_path: Path) 
     config_before = _files(root / "etc")
     volume = root / VOLUME.lstrip("/")
 
-    client_port, admin_port = _free_port(), _free_port()
+    client_port, admin_port = free_port(), free_port()
     first = _start(root, client_port, admin_port)
     try:
         ready = _healthy(admin_port, first)

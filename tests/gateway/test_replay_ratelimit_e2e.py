@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -21,12 +20,7 @@ from gateway.settings import Settings
 from security import IssuedCert
 from tests.gateway.conftest import registry_for
 from tests.gateway.test_signed_exchange import CLIENT, SERVICE, Deployment, _body, _sdk
-
-
-def _redis_up() -> bool:
-    with socket.socket() as sock:
-        sock.settimeout(0.5)
-        return sock.connect_ex(("127.0.0.1", 6379)) == 0
+from tests.support import redis_up
 
 
 async def _gateway(
@@ -72,7 +66,7 @@ async def test_replayed_message_is_refused(
     aiohttp_client: Callable[..., Any],
     aiohttp_server: Callable[..., Any],
 ) -> None:
-    if backend == "redis" and not _redis_up():
+    if backend == "redis" and not redis_up():
         pytest.skip("Redis is not reachable on 127.0.0.1:6379")
     provider: TestServer = await aiohttp_server(create_provider_app())
     url = str(provider.make_url("")).rstrip("/")

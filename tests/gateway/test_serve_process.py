@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,12 +19,7 @@ from adapters.demo import DEMO_NS
 from registry.identifiers import ClientId, ServiceId
 from tests.gateway.conftest import CLIENT_MEMBER, PROVIDER, registry_for
 from tests.gateway.test_signed_exchange import _body
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from tests.support import free_port
 
 
 def _get_json(url: str) -> dict[str, object]:
@@ -68,9 +62,9 @@ def test_serve_reload_on_sighup_and_stop_on_sigterm(dev_pki: Path, tmp_path: Pat
     registry = registry_for(dev_pki / "ca" / "ca.crt", "http://127.0.0.1:9")
     registry["members"][0]["subsystems"].append({"code": "LEGACY", "auth": "none"})
     registry["access"][0]["clients"].append(f"{CLIENT_MEMBER}/LEGACY")
-    provider_port = _free_port()
+    provider_port = free_port()
     (registry_dir / "registry.yaml").write_text(yaml.safe_dump(registry), encoding="utf-8")
-    client_port, admin_port = _free_port(), _free_port()
+    client_port, admin_port = free_port(), free_port()
     config = tmp_path / "gateway.yaml"
     config.write_text(
         yaml.safe_dump(

@@ -38,9 +38,9 @@ from registry.identifiers import ClientId
 from security import IssuedCert, load_certificate, load_private_key, sign_soap
 from tests.audit.test_crash import _config, _start, _stop, _wait_http, example_provider
 from tests.gateway.conftest import CLIENT_MEMBER, registry_for
-from tests.gateway.test_replay_ratelimit_e2e import _redis_up
 from tests.gateway.test_signed_exchange import SERVICE, _body
 from tests.postgres import PostgresLog, postgres_log
+from tests.support import redis_up
 
 __all__ = ["postgres_log"]  # the fixture, for the PostgreSQL run
 
@@ -126,7 +126,7 @@ async def test_two_workers_share_the_port_the_log_and_the_replay_cache(
     member_certs: dict[str, IssuedCert],
     audit_store: dict[str, Any] | None,
 ) -> None:
-    if not _redis_up():
+    if not redis_up():
         pytest.skip("Redis is not reachable on 127.0.0.1:6379 (workers share it)")
     async with example_provider() as provider_url:
         supervisor: subprocess.Popen[bytes] | None = None
@@ -237,7 +237,7 @@ def test_several_workers_need_shared_state_in_redis(dev_pki: Path, tmp_path: Pat
 def test_workers_that_keep_exiting_stop_the_gateway(dev_pki: Path, tmp_path: Path) -> None:
     """The client port is taken by another program: each worker exits at start, is started
     again, and after `CRASH_LIMIT` exits the supervisor gives up with status 1."""
-    if not _redis_up():
+    if not redis_up():
         pytest.skip("Redis is not reachable on 127.0.0.1:6379 (workers share it)")
     config, client_url, _ = _config(tmp_path, dev_pki, "http://127.0.0.1:9")
     settings = yaml.safe_load(config.read_text())

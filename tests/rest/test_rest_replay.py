@@ -5,22 +5,16 @@ malleated ECDSA signature."""
 from __future__ import annotations
 
 import base64
-import socket
 import uuid
 
 import pytest
 
 from tests.rest.conftest import SERVICE, SIGNED, RestDeployment, RestGatewayFactory
 from tests.rest.wire import Answer, origin, send, sign, verify_answer
+from tests.support import redis_up
 
 BODY = b'{"id": 11, "name": "replayed doggie"}'
 P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
-
-
-def _redis_up() -> bool:
-    with socket.socket() as sock:
-        sock.settimeout(0.5)
-        return sock.connect_ex(("127.0.0.1", 6379)) == 0
 
 
 @pytest.fixture(params=["memory", "redis"])
@@ -28,7 +22,7 @@ async def pair(
     request: pytest.FixtureRequest, make_rest_gateway: RestGatewayFactory
 ) -> tuple[RestDeployment, RestDeployment]:
     """Two gateways with the same registry; over Redis they share one replay cache."""
-    if request.param == "redis" and not _redis_up():
+    if request.param == "redis" and not redis_up():
         pytest.skip("Redis is not reachable on 127.0.0.1:6379")
     shared = {"backend": request.param, "key_prefix": f"obmin-test-{uuid.uuid4()}:"}
     first = await make_rest_gateway(shared_state=shared)

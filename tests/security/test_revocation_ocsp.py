@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import re
 import shutil
-import socket
 import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -47,6 +46,7 @@ from security.pki_build import sign_certificate
 from security.pki_certs import issue_ocsp_responder_cert
 from security.pki_revoke import revoke
 from security.revocation import AnchorRevocation, RevocationChecker, RevocationConfig
+from tests.support import free_port
 
 pytestmark = pytest.mark.skipif(
     shutil.which("openssl") is None,
@@ -56,13 +56,6 @@ pytestmark = pytest.mark.skipif(
 MEMBER = MemberId("SEVDEIR-TEST", "GOV", "12345678")
 CONFIG = RevocationConfig(timeout=2.0, max_age=timedelta(hours=1))
 _ACCEPT = re.compile(r"ACCEPT .*:(\d+)")
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 @contextmanager
@@ -124,7 +117,7 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> OcspPki:
             layout, MEMBER, name=name, out_dir=base / name, key_type="ec", ocsp_url=ocsp_url
         )
 
-    aia_port = _free_port()
+    aia_port = free_port()
     good, revoked = member("good"), member("revoked")
     with_aia = member("aia", ocsp_url=f"http://127.0.0.1:{aia_port}/")
     member_responder = member("not-a-responder")
@@ -320,7 +313,7 @@ async def test_replayed_answer_fails_the_nonce(
 
 
 async def test_responder_down(pki: OcspPki, session: aiohttp.ClientSession) -> None:
-    url = f"http://127.0.0.1:{_free_port()}/"
+    url = f"http://127.0.0.1:{free_port()}/"
     checker = RevocationChecker(session, CONFIG)
     with pytest.raises(CertValidation, match=r"status unavailable: .* cannot be reached"):
         await checker.check(pki.good, pki.ca, ocsp(url, "reject"), now())
